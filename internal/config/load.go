@@ -1,0 +1,173 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// EnvPrefix starts every environment override.
+const EnvPrefix = "ADAPTREC_"
+
+// Load builds a Config from Default, the YAML file at path (skipped when path
+// is empty) and environ (KEY=VALUE pairs; os.Environ() when nil),
+// then validates it. Unknown keys in the file and unknown ADAPTREC_ variables
+// are errors, so a typo never silently falls back to a default.
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config file: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		// An empty file decodes to io.EOF and means "no overrides".
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if environ == nil {
+		environ = os.Environ()
+	}
+	if err := applyEnv(&cfg, environ); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// EnvKeys lists every supported environment variable with its YAML key, in
+// struct order; `adaptrec config keys` prints it.
+func EnvKeys() [][2]string {
+	var out [][2]string
+	walk(reflect.ValueOf(&Config{}).Elem(), nil, func(path []string, _ reflect.Value) error {
+		out = append(out, [2]string{envName(path), strings.Join(path, ".")})
+		return nil
+	})
+	return out
+}
+
+func envName(path []string) string {
+	return EnvPrefix + strings.ToUpper(strings.Join(path, "_"))
+}
+
+func applyEnv(cfg *Config, environ []string) error {
+	env := make(map[string]string)
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, EnvPrefix) {
+			env[k] = v
+		}
+	}
+	known := make(map[string]bool)
+	var errs []error
+	_ = walk(reflect.ValueOf(cfg).Elem(), nil, func(path []string, field reflect.Value) error {
+		name := envName(path)
+		known[name] = true
+		raw, ok := env[name]
+		if !ok {
+			return nil
+		}
+		if err := setField(field, raw); err != nil {
+			errs = append(errs, fmt.Errorf("environment %s (config key %s): %w", name, strings.Join(path, "."), err))
+		}
+		return nil
+	})
+	for name := range env {
+		if !known[name] && !notConfig[name] {
+			errs = append(errs, fmt.Errorf("environment %s is not a configuration key (see `adaptrec config keys`)", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// notConfig are ADAPTREC_ variables that select files rather than set keys.
+var notConfig = map[string]bool{
+	EnvPrefix + "CONFIG":    true,
+	EnvPrefix + "TOOLS_DIR": true,
+	EnvPrefix + "STATE_DIR": true,
+	EnvPrefix + "ORT_LIB":   true,
+}
+
+func walk(v reflect.Value, path []string, fn func([]string, reflect.Value) error) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		p := append(append([]string(nil), path...), tag)
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct {
+			if err := walk(fv, p, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(p, fv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func setField(field reflect.Value, raw string) error {
+	if field.Type() == durationType {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration like 500ms or 2s", raw)
+		}
+		field.SetInt(int64(d))
+		return nil
+	}
+	switch field.Kind() {
+	case reflect.String:
+		field.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", raw)
+		}
+		field.SetBool(b)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", raw)
+		}
+		field.SetInt(n)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", raw)
+		}
+		field.SetFloat(f)
+	case reflect.Slice:
+		if field.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported list type %s", field.Type())
+		}
+		var items []string
+		for _, s := range strings.Split(raw, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				items = append(items, s)
+			}
+		}
+		field.Set(reflect.ValueOf(items))
+	default:
+		return fmt.Errorf("unsupported type %s", field.Type())
+	}
+	return nil
+}
