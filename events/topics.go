@@ -99,3 +99,23 @@ func Key(e *adaptrecv1.Event) []byte {
 	}
 	return nil
 }
+
+// payloadName is the protobuf message carried for each event type.
+var payloadName = map[adaptrecv1.EventType]string{
+	adaptrecv1.EventType_EVENT_TYPE_INTERACTION:      "UserInteractionEvent",
+	adaptrecv1.EventType_EVENT_TYPE_PREDICTION:       "PredictionEvent",
+	adaptrecv1.EventType_EVENT_TYPE_FEEDBACK:         "FeedbackEvent",
+	adaptrecv1.EventType_EVENT_TYPE_MODEL_ACCURACY:   "ModelAccuracyEvent",
+	adaptrecv1.EventType_EVENT_TYPE_MODEL_LIFECYCLE:  "ModelLifecycleEvent",
+	adaptrecv1.EventType_EVENT_TYPE_FEATURE_SNAPSHOT: "FeatureSnapshotEvent",
+	adaptrecv1.EventType_EVENT_TYPE_UNSPECIFIED:      "raw bytes",
+}
+
+// TopicsMarkdown renders Topics as the table in docs/events.md.
+func TopicsMarkdown() string {
+	s := "| topic | payload | key | written by / read by |\n|---|---|---|---|\n"
+	for _, t := range Topics {
+		s += fmt.Sprintf("| `%s` | %s | `%s` | %s |\n", t.Name, payloadName[t.Type], t.Key, t.Purpose)
+	}
+	return s
+}

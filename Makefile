@@ -1,0 +1,108 @@
+# adaptrec — see README.md. `make demo` runs the platform on a local stack of
+# real components; `make test` runs every test. Both install what they need.
+
+SHELL := /bin/bash
+GO ?= go
+export GOTOOLCHAIN := local
+export GOFLAGS := -buildvcs=false
+export CGO_ENABLED := 1
+
+ROOT := $(abspath .)
+TOOLS := $(ROOT)/.tools
+TOOLBIN := $(TOOLS)/bin
+export ADAPTREC_TOOLS_DIR := $(TOOLBIN)
+
+# Pinned tool versions (see ../shared/PLATFORM.md for why these).
+TEMPORAL_CLI_VERSION := v1.5.1
+VERSITYGW_VERSION := v1.8.0
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+BUF_VERSION := v1.50.0
+
+BINARIES := server worker consumers adaptrec
+
+.PHONY: all build tools test test-unit demo proto lint bench clean help
+all: build
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/server, bin/worker, bin/consumers and bin/adaptrec
+	@mkdir -p bin
+	$(GO) build -o bin/ $(addprefix ./cmd/,$(BINARIES))
+
+# Each tool is installed into a versioned folder and linked from .tools/bin,
+# so a version bump rebuilds it and an unchanged version is reused.
+$(TOOLS)/temporal-$(TEMPORAL_CLI_VERSION)/temporal:
+	@echo ">> building the Temporal CLI $(TEMPORAL_CLI_VERSION) (dev server + Web UI); a cold build takes 10-20 min on 2 cores, later builds reuse it"
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+$(TOOLS)/versitygw-$(VERSITYGW_VERSION)/versitygw:
+	@echo ">> building versitygw $(VERSITYGW_VERSION) (S3 server, ~4 min cold)"
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(TOOLBIN)/temporal: $(TOOLS)/temporal-$(TEMPORAL_CLI_VERSION)/temporal
+	@mkdir -p $(TOOLBIN) && ln -sf $< $@
+$(TOOLBIN)/versitygw: $(TOOLS)/versitygw-$(VERSITYGW_VERSION)/versitygw
+	@mkdir -p $(TOOLBIN) && ln -sf $< $@
+
+# The local Kafka-protocol broker is built from this module, so it is rebuilt
+# whenever its source or go.sum changes.
+$(TOOLBIN)/kafkabroker: $(wildcard devtools/kafkabroker/*.go) go.sum
+	@mkdir -p $(TOOLBIN)
+	$(GO) build -o $@ ./devtools/kafkabroker
+
+.PHONY: redis-server
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  echo ">> installing Debian's redis-server"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ($$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null || { \
+	    echo "error: could not install redis-server; install it yourself (apt-get install redis-server) or point ADAPTREC_REDIS_ADDR at a Redis server" >&2; exit 1; }; }
+
+tools: $(TOOLBIN)/temporal $(TOOLBIN)/versitygw $(TOOLBIN)/kafkabroker redis-server ## fetch and build the local stack's tools into .tools/
+
+test: tools ## run every test (unit and integration, against real servers)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-unit: ## run the tests that need no servers
+	$(GO) test -count=1 -short ./...
+
+demo: tools build ## bring up the local stack and run the demo (Ctrl-C stops it)
+	./bin/adaptrec demo
+
+bench: tools build ## run the benchmarks and print their JSON
+	./bin/adaptrec bench ingest --json
+
+# Protobuf: protoc (Debian's protobuf-compiler) with pinned Go plugins, and buf
+# for lint and breaking-change checks.
+$(TOOLBIN)/protoc-gen-go:
+	@mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(TOOLBIN)/protoc-gen-go-grpc:
+	@mkdir -p $(TOOLBIN)
+	GOBIN=$(TOOLBIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(TOOLS)/buf-$(BUF_VERSION)/buf:
+	@echo ">> building buf $(BUF_VERSION) (protobuf lint)"
+	@mkdir -p $(dir $@)
+	GOBIN=$(dir $@) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+.PHONY: protoc
+protoc:
+	@command -v protoc >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  ($$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler) >/dev/null || { \
+	    echo "error: could not install protoc; apt-get install protobuf-compiler" >&2; exit 1; }; }
+
+proto: protoc $(TOOLBIN)/protoc-gen-go $(TOOLBIN)/protoc-gen-go-grpc $(TOOLS)/buf-$(BUF_VERSION)/buf ## lint the .proto files and regenerate gen/
+	$(TOOLS)/buf-$(BUF_VERSION)/buf lint
+	rm -rf gen/adaptrec
+	PATH=$(TOOLBIN):$$PATH protoc -I proto \
+	  --go_out=gen --go_opt=paths=source_relative \
+	  --go-grpc_out=gen --go-grpc_opt=paths=source_relative \
+	  $$(find proto -name '*.proto' | sort)
+
+clean: ## remove build outputs (keeps .tools and the local stack's state)
+	rm -rf bin
