@@ -58,7 +58,8 @@ type Env struct {
 
 // New starts components on free loopback ports in t.TempDir, registers their
 // shutdown with t.Cleanup and returns once every one answers its protocol.
-// Any failure, a missing tool included, fails the test.
+// Any failure, a missing tool included, fails the test; only go test -short
+// skips, by explicit request.
 func New(t testing.TB, components ...Component) *Env {
 	t.Helper()
 	return NewWithOptions(t, Options{Components: components})
@@ -67,6 +68,10 @@ func New(t testing.TB, components ...Component) *Env {
 // NewWithOptions is New with options, e.g. persistence across restarts.
 func NewWithOptions(t testing.TB, opts Options) *Env {
 	t.Helper()
+	if testing.Short() {
+		// Only an explicit -short (make test-unit) skips; make test never does.
+		t.Skip("integration test: starts real servers; run without -short (make test)")
+	}
 	if len(opts.Components) == 0 {
 		t.Fatal("testenv: no components requested")
 	}
