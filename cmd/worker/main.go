@@ -1,0 +1,130 @@
+// Command worker runs adaptrec's Temporal workflows and activities. It polls
+// the task queues in worker.task_queues, so a GPU host can run only the
+// training queue.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/adaptrec/adaptrec/activities"
+	"github.com/adaptrec/adaptrec/internal/config"
+	"github.com/adaptrec/adaptrec/internal/objstore"
+	"github.com/adaptrec/adaptrec/internal/telemetry"
+	"github.com/adaptrec/adaptrec/workflows"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+// deps are the clients activities need, built once per process.
+type deps struct {
+	cfg   config.Config
+	store *objstore.Store
+}
+
+// queues maps each task queue to what its workers run.
+var queues = map[string]func(worker.Worker, *deps){
+	activities.TaskQueueDefault: func(w worker.Worker, d *deps) {
+		w.RegisterWorkflow(workflows.HistoryBackfill)
+		w.RegisterActivity(&activities.Backfill{Kafka: d.cfg.Kafka, Store: d.store})
+	},
+}
+
+func run() error {
+	configPath := flag.String("config", os.Getenv(config.EnvPrefix+"CONFIG"), "configuration file (YAML); ADAPTREC_* environment variables override it")
+	flag.Parse()
+	cfg, err := config.Load(*configPath, nil)
+	if err != nil {
+		return err
+	}
+	for _, q := range cfg.Worker.TaskQueues {
+		if queues[q] == nil {
+			known := make([]string, 0, len(queues))
+			for k := range queues {
+				known = append(known, k)
+			}
+			slices.Sort(known)
+			return fmt.Errorf("config key worker.task_queues: %q is not a task queue this worker serves (known: %v)", q, known)
+		}
+	}
+	log := telemetry.NewLogger(os.Stderr, cfg.Log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ops, err := telemetry.Listen(cfg.Worker.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	store, err := objstore.New(ctx, cfg.S3)
+	if err != nil {
+		return err
+	}
+	tc, err := dialTemporal(ctx, cfg.Temporal, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	ops.AddReadiness("temporal", func(ctx context.Context) error {
+		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	})
+
+	d := &deps{cfg: cfg, store: store}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ops.Serve(gctx) })
+	for _, q := range cfg.Worker.TaskQueues {
+		w := worker.New(tc, q, worker.Options{})
+		queues[q](w, d)
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("start worker on task queue %s: %w", q, err)
+		}
+		log.Info("polling", "task_queue", q, "temporal", cfg.Temporal.HostPort, "namespace", cfg.Temporal.Namespace)
+		g.Go(func() error {
+			<-gctx.Done()
+			w.Stop() // waits for running activities up to the worker's stop timeout
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// dialTemporal connects to the Temporal frontend, retrying for a while so a
+// worker started together with its cluster does not fail its first second.
+func dialTemporal(ctx context.Context, cfg config.Temporal, log *slog.Logger) (client.Client, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := client.DialContext(ctx, client.Options{
+			HostPort:  cfg.HostPort,
+			Namespace: cfg.Namespace,
+			Logger:    sdklog.NewStructuredLogger(log),
+		})
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to Temporal at %s (config key temporal.host_port): %w", cfg.HostPort, err)
+		}
+		log.Warn("Temporal not reachable yet, retrying", "host_port", cfg.HostPort, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}

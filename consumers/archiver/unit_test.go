@@ -1,0 +1,272 @@
+package archiver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/adaptrec/adaptrec/eventlog"
+	"github.com/adaptrec/adaptrec/events"
+	"github.com/adaptrec/adaptrec/internal/objstore"
+)
+
+func TestWindow(t *testing.T) {
+	type step struct {
+		id   string
+		off  int64
+		want bool
+	}
+	tests := []struct {
+		name  string
+		size  int
+		steps []step
+	}{
+		{"disabled", 0, []step{{"a", 0, false}, {"a", 1, false}}},
+		{"adjacent repeat", 3, []step{{"a", 0, false}, {"a", 1, true}, {"b", 2, false}}},
+		{"at the edge", 3, []step{{"a", 10, false}, {"b", 11, false}, {"c", 12, false}, {"a", 13, true}}},
+		{"just beyond", 3, []step{{"a", 10, false}, {"b", 11, false}, {"c", 12, false}, {"d", 13, false}, {"a", 14, false}}},
+		{"gaps in offsets count", 3, []step{{"a", 10, false}, {"a", 14, false}, {"a", 17, true}}},
+		{"a repeat refreshes the id", 2, []step{{"a", 0, false}, {"a", 2, true}, {"a", 4, true}, {"a", 7, false}}},
+		{"grows past the initial ring", 100, func() []step {
+			var s []step
+			for i := range 150 {
+				s = append(s, step{fmt.Sprint(i), int64(i), false})
+			}
+			return append(s, step{"60", 150, true}, step{"49", 151, false})
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWindow(tt.size)
+			for _, s := range tt.steps {
+				if got := w.seen(s.id, s.off); got != s.want {
+					t.Fatalf("seen(%s, %d) = %v, want %v", s.id, s.off, got, s.want)
+				}
+			}
+			if tt.size > 0 && w.len() > tt.size+1 {
+				t.Fatalf("window holds %d ids, more than its size %d", w.len(), tt.size)
+			}
+		})
+	}
+}
+
+func TestOffsetRuns(t *testing.T) {
+	tests := []struct {
+		offs []int64
+		want [][2]int64
+	}{
+		{nil, nil},
+		{[]int64{5}, [][2]int64{{5, 6}}},
+		{[]int64{1, 2, 3, 7, 9, 10}, [][2]int64{{1, 4}, {7, 8}, {9, 11}}},
+	}
+	for _, tt := range tests {
+		got := offsetRuns(tt.offs)
+		if !slices.Equal(got, tt.want) {
+			t.Fatalf("offsetRuns(%v) = %v, want %v", tt.offs, got, tt.want)
+		}
+		p := &pending{Duplicates: got}
+		for o := int64(0); o < 12; o++ {
+			if p.isDuplicate(o) != slices.Contains(tt.offs, o) {
+				t.Fatalf("isDuplicate(%d) = %v with runs %v", o, p.isDuplicate(o), got)
+			}
+		}
+	}
+}
+
+func TestReasonCode(t *testing.T) {
+	for _, m := range malformed(t, t0) {
+		if got := reasonCode(m.value, t0); got != m.code {
+			t.Errorf("reasonCode = %s, want %s", got, m.code)
+		}
+	}
+	future := interaction(t, "future", t0.Add(48*time.Hour))
+	if got := reasonCode(future, t0); got != "invalid_envelope_event_time" {
+		t.Errorf("reasonCode(event two days ahead) = %s", got)
+	}
+}
+
+func TestStateSaveFencesAndAdoptsOwnRetry(t *testing.T) {
+	ctx := t.Context()
+	store := newMemStore()
+	key := StateKey(testTopic, 3)
+	a := stateStore{store: store, key: key}
+	if st, err := a.load(ctx); err != nil || st != nil {
+		t.Fatalf("load of a missing state = %v, %v", st, err)
+	}
+	st := &partitionState{Version: stateVersion, Topic: testTopic, Partition: 3, Pending: &pending{First: 0, End: 10}}
+	if err := a.save(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	// Byte-identical content is indistinguishable from a retry of one's
+	// own write, and adopted.
+	b := stateStore{store: store, key: key}
+	if err := b.save(ctx, st); err != nil || b.etag != a.etag {
+		t.Fatalf("save of identical bytes = %v (etag %q, want %q)", err, b.etag, a.etag)
+	}
+	other := *st
+	other.Pending = &pending{First: 10, End: 20}
+	c := stateStore{store: store, key: key}
+	if err := c.save(ctx, &other); !errors.Is(err, errFenced) {
+		t.Fatalf("create-only save over another writer's state = %v, want errFenced", err)
+	}
+	// b loads, then a writes: b is now stale.
+	if _, err := b.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.save(ctx, &other); err != nil {
+		t.Fatal(err)
+	}
+	third := other
+	third.Pending = &pending{First: 20, End: 30}
+	if err := b.save(ctx, &third); !errors.Is(err, errFenced) {
+		t.Fatalf("save with a stale ETag = %v, want errFenced", err)
+	}
+	// A PUT that reached the server but whose answer was lost: the retry
+	// finds its own bytes and carries on.
+	lost := true
+	store.after = func(op, k string) error {
+		if lost {
+			lost = false
+			return errors.New("connection reset")
+		}
+		return nil
+	}
+	if err := a.save(ctx, &third); err == nil {
+		t.Fatal("injected failure not reported")
+	}
+	if err := a.save(ctx, &third); err != nil {
+		t.Fatalf("retry of an applied write = %v, want nil", err)
+	}
+	store.mu.Lock()
+	store.objects[key] = []byte("{not json")
+	store.mu.Unlock()
+	if _, err := a.load(ctx); !errors.Is(err, errCorruptState) {
+		t.Fatalf("load of a corrupt state = %v, want errCorruptState", err)
+	}
+}
+
+// TestRedoRepeatsRecordedDecisions starts a worker on a partition whose
+// state names a pending batch that dropped a duplicate and wrote an object
+// the rewrite will not produce. The rewrite must drop the same offset even
+// with deduplication now disabled, and delete the stray object.
+func TestRedoRepeatsRecordedDecisions(t *testing.T) {
+	f := newFixture(t, 20, 0)
+	store := newMemStore()
+	stray := eventlog.Ref{Topic: testTopic, Partition: 0, FirstOffset: 4, Hour: t0.Add(-5 * time.Hour)}.Key()
+	if _, err := store.Put(t.Context(), stray, []byte("left by the first attempt"), objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	const dropped = 6
+	st := partitionState{Version: stateVersion, Topic: testTopic, Pending: &pending{
+		First: 4, End: 12, Keys: []string{stray}, Duplicates: [][2]int64{{dropped, dropped + 1}},
+	}}
+	b, _ := json.Marshal(st)
+	if _, err := store.Put(t.Context(), StateKey(testTopic, 0), b, objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	group := &memGroup{committed: 4, generation: 1}
+	var flushes []FlushInfo
+	w := newWorker(partitionConfig{
+		topic: testTopic, group: "g", generation: 1, flushEvents: 100, flushInterval: 5 * time.Millisecond, drainTimeout: time.Second,
+	}, partitionDeps{
+		store:      store,
+		open:       func(off int64) (messageReader, error) { return &memReader{log: f.log, off: max(off, 0)}, nil },
+		commit:     group.commitFor(1),
+		deadLetter: &memTopic{},
+		logger:     slog.New(slog.DiscardHandler),
+		observe:    func(fi FlushInfo) { flushes = append(flushes, fi) },
+		counters:   &counters{},
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.run(ctx, t.Context(), 4) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for group.offset() != f.log.end() {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d of %d", group.offset(), f.log.end())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(flushes) == 0 || !flushes[0].Redo || flushes[0].FirstOffset != 4 || flushes[0].EndOffset != 12 {
+		t.Fatalf("first flush = %+v, want the rewrite of [4, 12)", flushes)
+	}
+	if _, _, err := store.Get(t.Context(), stray); !errors.Is(err, objstore.ErrNotFound) {
+		t.Fatalf("stray object of the first attempt still exists (%v)", err)
+	}
+	for _, r := range archived(t, store) {
+		if r.KafkaOffset < 4 {
+			t.Errorf("offset %d below the pending batch was archived again", r.KafkaOffset)
+		}
+		if r.KafkaOffset == dropped {
+			t.Errorf("offset %d, dropped by the first attempt, was archived by the rewrite", dropped)
+		}
+	}
+}
+
+// TestPartialRedoKeepsFirstAttempt restarts on a pending batch whose first
+// offsets retention has removed: the rewrite cannot reproduce the first
+// attempt's objects, so it must neither overwrite nor delete them.
+func TestPartialRedoKeepsFirstAttempt(t *testing.T) {
+	f := newFixture(t, 20, 0)
+	const logStart = 8
+	store := newMemStore()
+	f.log.mu.Lock()
+	m8 := f.log.msgs[logStart]
+	f.log.mu.Unlock()
+	e, err := events.Decode(m8.Value, m8.Time)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := eventlog.Ref{Topic: testTopic, FirstOffset: 4, Hour: eventlog.HourOf(e.GetEnvelope().GetEventTime().AsTime())}.Key()
+	other := eventlog.Ref{Topic: testTopic, FirstOffset: 4, Hour: t0.Add(-5 * time.Hour)}.Key()
+	for _, k := range []string{same, other} {
+		if _, err := store.Put(t.Context(), k, []byte("first attempt "+k), objstore.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := partitionState{Version: stateVersion, Topic: testTopic, Pending: &pending{First: 4, End: 12, Keys: []string{same, other}}}
+	b, _ := json.Marshal(st)
+	if _, err := store.Put(t.Context(), StateKey(testTopic, 0), b, objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	group := &memGroup{committed: 4, generation: 1}
+	w := newWorker(partitionConfig{
+		topic: testTopic, group: "g", generation: 1, flushEvents: 100, flushInterval: 5 * time.Millisecond, drainTimeout: time.Second,
+	}, partitionDeps{
+		store:      store,
+		open:       func(off int64) (messageReader, error) { return &memReader{log: f.log, off: max(off, logStart)}, nil },
+		commit:     group.commitFor(1),
+		deadLetter: &memTopic{},
+		logger:     slog.New(slog.DiscardHandler),
+		counters:   &counters{},
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.run(ctx, t.Context(), 4) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for group.offset() != f.log.end() {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d of %d", group.offset(), f.log.end())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{same, other} {
+		got, _, err := store.Get(t.Context(), k)
+		if err != nil || string(got) != "first attempt "+k {
+			t.Errorf("first attempt's object %s was replaced or deleted (%q, %v)", k, got, err)
+		}
+	}
+}
