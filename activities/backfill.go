@@ -34,6 +34,19 @@ type objectCount struct {
 	rows     int64
 }
 
+// WorldConfig is the simulated world of a history request. The world is a
+// pure function of it, so live users simulated later (the demo) act in the
+// same world the history came from.
+func WorldConfig(req HistoryRequest) sim.WorldConfig {
+	return sim.WorldConfig{
+		Seed:       req.Seed,
+		Start:      req.Start,
+		Window:     req.End.Sub(req.Start),
+		Catalogue:  sim.CatalogueConfig{Items: req.Items},
+		Population: sim.PopulationConfig{Users: req.Users},
+	}
+}
+
 // CatalogueKey is where a simulated world's catalogue is stored.
 func CatalogueKey(worldID string) string { return "worlds/" + worldID + "/catalogue.bin" }
 
@@ -56,13 +69,7 @@ func (b *Backfill) PublishHistory(ctx context.Context, req HistoryRequest) (Hist
 		return res, nonRetryable(fmt.Errorf("history request needs a world id and start < end, got %q %s..%s",
 			req.WorldID, req.Start.Format(time.RFC3339), req.End.Format(time.RFC3339)), "InvalidParams")
 	}
-	world, err := sim.NewWorld(sim.WorldConfig{
-		Seed:       req.Seed,
-		Start:      req.Start,
-		Window:     req.End.Sub(req.Start),
-		Catalogue:  sim.CatalogueConfig{Items: req.Items},
-		Population: sim.PopulationConfig{Users: req.Users},
-	})
+	world, err := sim.NewWorld(WorldConfig(req))
 	if err != nil {
 		return res, nonRetryable(fmt.Errorf("build world: %w", err), "InvalidParams")
 	}
@@ -150,7 +157,8 @@ func (b *Backfill) AwaitArchived(ctx context.Context, w ArchiveWait) (ArchiveSta
 
 // countRows counts the producer's rows in the objects overlapping the wait's
 // range. Objects are immutable once written (a recovery rewrite has the same
-// content), so a count is cached by key and size.
+// content), so a count is cached by key and size; most objects are counted
+// from their footers alone (eventlog.CountProducer).
 func (b *Backfill) countRows(ctx context.Context, w ArchiveWait) (int64, int, error) {
 	producer := w.Producer
 	objs, err := eventlog.ListObjects(ctx, b.Store, w.Topic, w.From, w.To)
@@ -169,19 +177,14 @@ func (b *Backfill) countRows(ctx context.Context, w ArchiveWait) (int64, int, er
 		c, ok := b.counts[o.Key]
 		b.mu.Unlock()
 		if !ok || c.size != o.Size || c.producer != producer {
-			c = objectCount{size: o.Size, producer: producer}
-			err := eventlog.ReadObject(ctx, b.Store, o, w.From, w.To, func(r *eventlog.Row) error {
-				if r.Producer == producer {
-					c.rows++
-				}
-				return nil
-			})
+			n, err := eventlog.CountProducer(ctx, b.Store, o, producer, w.From, w.To)
 			if errors.Is(err, objstore.ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return 0, 0, fmt.Errorf("count rows of %s: %w", o.Key, err)
 			}
+			c = objectCount{size: o.Size, producer: producer, rows: n}
 			b.mu.Lock()
 			b.counts[o.Key] = c
 			b.mu.Unlock()

@@ -52,6 +52,7 @@ type Row struct {
 const (
 	ColumnEventTime = "event_time"
 	ColumnPayload   = "payload"
+	ColumnProducer  = "producer"
 )
 
 // Provenance locates a Kafka message.

@@ -53,7 +53,7 @@ func HistoryBackfill(ctx workflow.Context, p BackfillParams) (BackfillResult, er
 		StartToCloseTimeout: 30 * time.Minute,
 		// Progress heartbeats let a retried attempt resume where the last
 		// one stopped instead of republishing everything.
-		HeartbeatTimeout: time.Minute,
+		HeartbeatTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			MaximumAttempts:        5,
@@ -67,7 +67,7 @@ func HistoryBackfill(ctx workflow.Context, p BackfillParams) (BackfillResult, er
 	stage = "waiting for the archiver"
 	awaitCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: p.ArchiveTimeout,
-		HeartbeatTimeout:    time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})
 	wait := activities.ArchiveWait{

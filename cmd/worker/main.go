@@ -90,7 +90,10 @@ func run() error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ops.Serve(gctx) })
 	for _, q := range cfg.Worker.TaskQueues {
-		w := worker.New(tc, q, worker.Options{})
+		// Heartbeats carry progress (events published, rows archived) that
+		// the UI and the CLI show, so send them every second rather than
+		// the SDK's throttled default.
+		w := worker.New(tc, q, worker.Options{MaxHeartbeatThrottleInterval: time.Second})
 		queues[q](w, d)
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker on task queue %s: %w", q, err)

@@ -86,6 +86,11 @@ type FlushInfo struct {
 	// Latencies are Durable minus each archived row's event time. The slice
 	// belongs to the callee.
 	Latencies []time.Duration
+	// Producers are the envelope producers of the same rows, index for index
+	// with Latencies, so that an observer sharing the topics with other
+	// producers (a benchmark against a running system) can count its own
+	// rows. The slice belongs to the callee.
+	Producers []string
 }
 
 // Stats are totals since the archiver was created.

@@ -141,7 +141,13 @@ func (w *worker) run(ctx, gen context.Context, committed int64) error {
 	if readFrom >= 0 && w.cfg.dedupeWindow > 0 {
 		warmFrom = max(0, readFrom-int64(w.cfg.dedupeWindow))
 	}
-	w.log.Info("partition assigned", "committed", committed, "resume", resume, "redo", redo != nil, "warm_from", warmFrom)
+	// One line per partition is noise at start-up; a redo after a crash is
+	// worth seeing.
+	level := slog.LevelDebug
+	if redo != nil {
+		level = slog.LevelInfo
+	}
+	w.log.Log(ctx, level, "partition assigned", "committed", committed, "resume", resume, "redo", redo != nil, "warm_from", warmFrom)
 
 	reader, err := w.deps.open(warmFrom)
 	if err != nil {
@@ -502,14 +508,17 @@ func (w *worker) record(b *batch, objs []object, bytes int64, start, durable tim
 	}
 	lat := durableLatency.WithLabelValues(topic)
 	var lats []time.Duration
+	var producers []string
 	if w.deps.observe != nil {
 		lats = make([]time.Duration, len(b.rows))
+		producers = make([]string, len(b.rows))
 	}
 	for i := range b.rows {
 		d := durable.Sub(b.rows[i].EventTime)
 		lat.Observe(d.Seconds())
 		if lats != nil {
 			lats[i] = d
+			producers[i] = b.rows[i].Producer
 		}
 	}
 	if c := w.deps.counters; c != nil {
@@ -527,7 +536,7 @@ func (w *worker) record(b *batch, objs []object, bytes int64, start, durable tim
 			Topic: topic, Partition: w.cfg.partition, FirstOffset: b.first, EndOffset: b.end,
 			Rows: len(b.rows), Duplicates: len(b.dups), DeadLettered: len(b.dead),
 			Objects: len(objs), Bytes: bytes, Redo: b.redo != nil,
-			Duration: elapsed, Durable: durable, Latencies: lats,
+			Duration: elapsed, Durable: durable, Latencies: lats, Producers: producers,
 		})
 	}
 }

@@ -7,11 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/adaptrec/adaptrec/eventlog"
 	"github.com/adaptrec/adaptrec/events"
+	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
 	"github.com/adaptrec/adaptrec/internal/objstore"
 )
 
@@ -268,5 +273,78 @@ func TestPartialRedoKeepsFirstAttempt(t *testing.T) {
 		if err != nil || string(got) != "first attempt "+k {
 			t.Errorf("first attempt's object %s was replaced or deleted (%q, %v)", k, got, err)
 		}
+	}
+}
+
+// TestFlushInfoAttributesRows checks that every archived row reaches the
+// observer with its latency and its producer, index for index, so a
+// benchmark sharing the topics with other producers can count its own rows.
+func TestFlushInfoAttributesRows(t *testing.T) {
+	log := newMemLog()
+	const n = 30
+	for i := range n {
+		producer := "mine"
+		if i%3 == 0 {
+			producer = "theirs"
+		}
+		id := fmt.Sprintf("ev-%02d", i)
+		b, err := proto.Marshal(events.NewInteraction(id, t0.Add(time.Duration(i)*time.Minute), producer,
+			&adaptrecv1.UserInteractionEvent{UserId: "u", ItemId: "i", Action: adaptrecv1.Action_ACTION_VIEW}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.append(testTopic, 0, []byte("u"), b, t0)
+	}
+	group := &memGroup{committed: kafka.FirstOffset, generation: 1}
+	var mu sync.Mutex
+	var flushes []FlushInfo
+	w := newWorker(partitionConfig{
+		topic: testTopic, group: "g", generation: 1, flushEvents: 7, flushInterval: 5 * time.Millisecond, drainTimeout: time.Second,
+	}, partitionDeps{
+		store:      newMemStore(),
+		open:       func(off int64) (messageReader, error) { return &memReader{log: log, off: max(off, 0)}, nil },
+		commit:     group.commitFor(1),
+		deadLetter: &memTopic{},
+		logger:     slog.New(slog.DiscardHandler),
+		observe: func(fi FlushInfo) {
+			mu.Lock()
+			flushes = append(flushes, fi)
+			mu.Unlock()
+		},
+		counters: &counters{},
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.run(ctx, t.Context(), kafka.FirstOffset) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for group.offset() != log.end() {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed %d of %d", group.offset(), log.end())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	byProducer := map[string]int{}
+	for _, fi := range flushes {
+		if len(fi.Latencies) != fi.Rows || len(fi.Producers) != fi.Rows {
+			t.Fatalf("flush of %d rows has %d latencies and %d producers", fi.Rows, len(fi.Latencies), len(fi.Producers))
+		}
+		for i, p := range fi.Producers {
+			byProducer[p]++
+			// Event k has event time t0 + k minutes; its latency says which
+			// event the row is, and so which producer it must name.
+			k := int(fi.Durable.Add(-fi.Latencies[i]).Sub(t0) / time.Minute)
+			if want := map[bool]string{true: "theirs", false: "mine"}[k%3 == 0]; p != want {
+				t.Errorf("row %d of flush %d..%d: latency says event %d, producer %q, want %q", i, fi.FirstOffset, fi.EndOffset, k, p, want)
+			}
+		}
+	}
+	if byProducer["mine"] != 20 || byProducer["theirs"] != 10 || len(byProducer) != 2 {
+		t.Fatalf("rows by producer = %v, want mine 20, theirs 10", byProducer)
 	}
 }

@@ -1,0 +1,79 @@
+package activities
+
+import (
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/adaptrec/adaptrec/events"
+	"github.com/adaptrec/adaptrec/internal/objstore"
+	"github.com/adaptrec/adaptrec/internal/testenv"
+)
+
+// topicMessages counts the messages in every partition of topic.
+func topicMessages(t *testing.T, broker, topic string, partitions int) int64 {
+	t.Helper()
+	var total int64
+	for p := range partitions {
+		conn, err := kafka.DialLeader(t.Context(), "tcp", broker, topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := conn.ReadLastOffset()
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += last
+	}
+	return total
+}
+
+// TestPublishHistoryResumesFromHeartbeat proves a retried attempt publishes
+// only what the last heartbeat had not confirmed, and still stores the
+// catalogue and reports the whole history.
+func TestPublishHistoryResumesFromHeartbeat(t *testing.T) {
+	env := testenv.New(t, testenv.Kafka, testenv.S3)
+	cfg := env.Config()
+	ctx := t.Context()
+	if err := events.EnsureTopics(ctx, cfg.Kafka); err != nil {
+		t.Fatal(err)
+	}
+	store, err := objstore.New(ctx, cfg.S3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Backfill{Kafka: cfg.Kafka, Store: store}
+	var ts testsuite.WorkflowTestSuite
+	aenv := ts.NewTestActivityEnvironment()
+	aenv.RegisterActivity(b)
+	aenv.SetHeartbeatDetails(int64(15000))
+	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	req := HistoryRequest{WorldID: "resume", Seed: 3, Events: 20000, Users: 200, Items: 1000, Start: start, End: start.Add(24 * time.Hour)}
+	v, err := aenv.ExecuteActivity(b.PublishHistory, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res HistoryResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Published != 20000 {
+		t.Fatalf("Published = %d, want the whole history (20000)", res.Published)
+	}
+	if got := topicMessages(t, cfg.Kafka.Brokers[0], events.TopicInteractions, cfg.Kafka.Partitions); got != 5000 {
+		t.Fatalf("topic holds %d messages, want the 5000 not yet heartbeated", got)
+	}
+	if _, _, err := store.Get(ctx, CatalogueKey("resume")); err != nil {
+		t.Fatalf("catalogue not stored: %v", err)
+	}
+
+	// Invalid requests fail without retries.
+	bad := req
+	bad.End = bad.Start
+	if _, err := aenv.ExecuteActivity(b.PublishHistory, bad); err == nil {
+		t.Fatal("PublishHistory accepted start == end")
+	}
+}

@@ -1,0 +1,352 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/adaptrec/adaptrec/activities"
+	"github.com/adaptrec/adaptrec/events"
+	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/config"
+	"github.com/adaptrec/adaptrec/internal/devstack"
+	"github.com/adaptrec/adaptrec/internal/objstore"
+	"github.com/adaptrec/adaptrec/sim"
+	"github.com/adaptrec/adaptrec/workflows"
+)
+
+func init() { register(newDemoCmd) }
+
+type demoOptions struct {
+	stateDir string
+	events   int
+	users    int
+	items    int
+	days     int
+	seed     uint64
+	live     time.Duration
+	liveUsrs int
+	exit     bool
+}
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the platform end to end on the local stack (what `make demo` runs)",
+		Long: `demo brings up the local stack (or uses the one 'adaptrec dev up' runs), starts
+bin/consumers, bin/worker and bin/server, and then:
+
+  1. runs the HistoryBackfill workflow on Temporal: it simulates a world and
+     publishes its interaction history (--events) to Kafka,
+  2. waits until the archiver has written every event exactly once to Parquet
+     on S3, partitioned by event date and hour,
+  3. sends simulated live users against the gRPC RecommendService for --live
+     and prints their click-through rate,
+
+then prints where to look and stays up until Ctrl-C.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			return runDemo(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.stateDir, "state-dir", os.Getenv(config.EnvPrefix+"STATE_DIR"), "local stack state folder (default .adaptrec/dev at the repository root)")
+	f.IntVar(&o.events, "events", 1_000_000, "historical events to simulate and archive")
+	f.IntVar(&o.users, "users", 20_000, "simulated users")
+	f.IntVar(&o.items, "items", 50_000, "catalogue items (up to 200,000)")
+	f.IntVar(&o.days, "days", 14, "days of history, ending now")
+	f.Uint64Var(&o.seed, "seed", 1, "world seed")
+	f.DurationVar(&o.live, "live", 20*time.Second, "how long simulated live users call the server (0 to skip)")
+	f.IntVar(&o.liveUsrs, "live-users", 16, "concurrent simulated live users")
+	f.BoolVar(&o.exit, "exit", false, "stop everything after the demo instead of staying up")
+	return cmd
+}
+
+func (o demoOptions) validate() error {
+	var errs []error
+	if o.events < 1 || o.events > 50_000_000 {
+		errs = append(errs, fmt.Errorf("--events %d: must be 1..50000000", o.events))
+	}
+	if o.users < 1 {
+		errs = append(errs, fmt.Errorf("--users %d: must be >= 1", o.users))
+	}
+	if o.items < 1 || o.items > sim.MaxItems {
+		errs = append(errs, fmt.Errorf("--items %d: must be 1..%d", o.items, sim.MaxItems))
+	}
+	if o.days < 1 || o.days > 365 {
+		errs = append(errs, fmt.Errorf("--days %d: must be 1..365", o.days))
+	}
+	if o.live < 0 {
+		errs = append(errs, fmt.Errorf("--live %s: must be >= 0", o.live))
+	}
+	if o.liveUsrs < 1 {
+		errs = append(errs, fmt.Errorf("--live-users %d: must be >= 1", o.liveUsrs))
+	}
+	return errors.Join(errs...)
+}
+
+func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err error) {
+	say := func(format string, args ...any) { fmt.Fprintf(stderr, "==> "+format+"\n", args...) }
+	stateDir, err := resolveStateDir(o.stateDir)
+	if err != nil {
+		return err
+	}
+	cfg := config.Default()
+
+	// 1. The local stack: reuse a running one, else start it.
+	stack, err := demoStack(ctx, stderr, cfg, stateDir)
+	if err != nil {
+		return err
+	}
+	if stack != nil {
+		defer func() {
+			say("stopping the local stack")
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			err = errors.Join(err, stack.Stop(stopCtx))
+		}()
+	}
+	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := events.EnsureTopics(setupCtx, cfg.Kafka); err != nil {
+		return err
+	}
+	store, err := objstore.New(ctx, cfg.S3)
+	if err != nil {
+		return err
+	}
+	if err := store.EnsureBucket(setupCtx); err != nil {
+		return err
+	}
+
+	// 2. The platform's own services.
+	logDir := stateDir + "/logs"
+	var services []*service
+	defer func() {
+		for i := len(services) - 1; i >= 0; i-- {
+			if serr := services[i].stop(20 * time.Second); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}
+	}()
+	for _, s := range []struct{ name, http string }{
+		{"consumers", cfg.Consumers.HTTPAddr},
+		{"worker", cfg.Worker.HTTPAddr},
+		{"server", cfg.Server.HTTPAddr},
+	} {
+		say("starting %s (log: %s/%s.log)", s.name, logDir, s.name)
+		svc, err := startService(s.name, s.http, logDir, nil)
+		if err != nil {
+			return err
+		}
+		services = append(services, svc)
+		if err := svc.waitReady(ctx, time.Minute); err != nil {
+			return err
+		}
+	}
+
+	// 3. History through Temporal, Kafka and the archiver.
+	tc, err := client.DialContext(ctx, client.Options{HostPort: cfg.Temporal.HostPort, Namespace: cfg.Temporal.Namespace,
+		Logger: quietTemporalLogger{}})
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.HostPort, err)
+	}
+	defer tc.Close()
+	now := time.Now().UTC()
+	worldID := "demo-" + now.Format("20060102-150405")
+	req := activities.HistoryRequest{
+		WorldID: worldID, Seed: o.seed, Events: o.events, Users: o.users, Items: o.items,
+		Start: now.Add(-time.Duration(o.days) * 24 * time.Hour).Truncate(time.Hour), End: now,
+	}
+	workflowID := "history-backfill-" + worldID
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflowID, TaskQueue: activities.TaskQueueDefault},
+		workflows.HistoryBackfill, workflows.BackfillParams{History: req})
+	if err != nil {
+		return fmt.Errorf("start HistoryBackfill: %w", err)
+	}
+	runURL := fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", cfg.Temporal.UIURL,
+		url.PathEscape(cfg.Temporal.Namespace), url.PathEscape(workflowID), url.PathEscape(run.GetRunID()))
+	say("HistoryBackfill started: %d events, %d users, %d items over %d days\n    follow it in the Temporal UI: %s",
+		o.events, o.users, o.items, o.days, runURL)
+	started := time.Now()
+	var res workflows.BackfillResult
+	if err := demoWait(ctx, stderr, tc, run, o.events, &res); err != nil {
+		return err
+	}
+	total := time.Since(started)
+
+	// 4. Live users against the gRPC endpoint, in the same world.
+	var live *sim.LiveReport
+	if o.live > 0 {
+		say("simulated live users call RecommendService on %s for %s", cfg.Server.GRPCAddr, o.live)
+		live, err = demoLive(ctx, cfg, req, o)
+		if err != nil {
+			return err
+		}
+	}
+
+	// 5. What happened and where to look.
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout, "adaptrec demo: the history is in the offline store")
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  events published\t%d (%.0f events/s into Kafka)\n", res.History.Published, res.History.EventsPerSec)
+	fmt.Fprintf(tw, "  rows archived\t%d in %d Parquet objects (exactly once)\n", res.Archive.Rows, res.Archive.Objects)
+	fmt.Fprintf(tw, "  end to end\t%s (%.0f events/s from first publish to last durable row)\n",
+		total.Round(100*time.Millisecond), float64(res.Archive.Rows)/total.Seconds())
+	fmt.Fprintf(tw, "  event times\t%s .. %s\n", res.History.FirstEvent.Format(time.RFC3339), res.History.LastEvent.Format(time.RFC3339))
+	fmt.Fprintf(tw, "  event log\t%s (on disk: %s/s3/%s/%s)\n", res.Archive.Location, stateDir, cfg.S3.Bucket, strings.TrimPrefix(res.Archive.Location, "s3://"+cfg.S3.Bucket+"/"))
+	fmt.Fprintf(tw, "  catalogue\t%s\n", store.URI(res.History.CatalogueKey))
+	tw.Flush()
+	if live != nil {
+		fmt.Fprintln(stdout)
+		fmt.Fprintln(stdout, "live users against the gRPC endpoint:")
+		if err := simWriteLiveReport(stdout, live); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout, "where to look:")
+	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  Temporal UI\t%s\n", cfg.Temporal.UIURL)
+	fmt.Fprintf(tw, "  this run\t%s\n", runURL)
+	fmt.Fprintf(tw, "  gRPC\tgrpcurl -plaintext %s list\n", cfg.Server.GRPCAddr)
+	fmt.Fprintf(tw, "  metrics\thttp://%s/metrics (server), http://%s/metrics (consumers), http://%s/metrics (worker)\n",
+		cfg.Server.HTTPAddr, cfg.Consumers.HTTPAddr, cfg.Worker.HTTPAddr)
+	fmt.Fprintf(tw, "  archived objects\tadaptrec events ls --from %s --to now\n", res.History.FirstEvent.Format(time.RFC3339))
+	fmt.Fprintf(tw, "  logs\t%s\n", logDir)
+	tw.Flush()
+	if o.exit {
+		return nil
+	}
+	fmt.Fprintln(stdout, "\nThe stack stays up; press Ctrl-C to stop it.")
+	for {
+		select {
+		case <-ctx.Done():
+			say("stopping")
+			return nil
+		case <-time.After(time.Second):
+		}
+		for _, s := range services {
+			select {
+			case <-s.done:
+				return fmt.Errorf("%s exited unexpectedly (%v); see %s", s.name, s.err, s.log)
+			default:
+			}
+		}
+	}
+}
+
+// demoStack returns nil when a complete local stack already answers on the
+// dev ports, and otherwise starts one.
+func demoStack(ctx context.Context, stderr io.Writer, cfg config.Config, stateDir string) (*devstack.Stack, error) {
+	var up, down []string
+	for _, c := range devstack.All() {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if devstack.Probe(pctx, c, cfg) == nil {
+			up = append(up, c.String())
+		} else {
+			down = append(down, c.String())
+		}
+		cancel()
+	}
+	switch {
+	case len(down) == 0:
+		fmt.Fprintf(stderr, "==> using the local stack that is already running (%s)\n", strings.Join(up, ", "))
+		return nil, nil
+	case len(up) > 0:
+		return nil, fmt.Errorf("part of a local stack is running (%s up, %s down): stop it or start the rest with `adaptrec dev up`",
+			strings.Join(up, ", "), strings.Join(down, ", "))
+	}
+	fmt.Fprintf(stderr, "==> starting the local stack (Temporal, Kafka-protocol broker, Redis, S3) with state in %s\n", stateDir)
+	return devstack.Start(ctx, devstack.Options{
+		StateDir:   stateDir,
+		Components: devstack.All(),
+		Ports:      devstack.DevPorts(),
+		Persist:    true,
+		Logf:       func(format string, args ...any) { fmt.Fprintf(stderr, "    "+format+"\n", args...) },
+	})
+}
+
+// demoWait follows the workflow's progress through its activities'
+// heartbeats until it completes.
+func demoWait(ctx context.Context, stderr io.Writer, tc client.Client, run client.WorkflowRun, want int, res *workflows.BackfillResult) error {
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, res) }()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	last := map[string]int64{}
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return fmt.Errorf("HistoryBackfill %s: %w", run.GetID(), err)
+			}
+			return nil
+		case <-tick.C:
+			desc, err := tc.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+			if err != nil {
+				continue
+			}
+			for _, pa := range desc.GetPendingActivities() {
+				var n int64
+				if d := pa.GetHeartbeatDetails(); d != nil {
+					_ = converter.GetDefaultDataConverter().FromPayloads(d, &n)
+				}
+				name := pa.GetActivityType().GetName()
+				if prev, ok := last[name]; ok && prev == n {
+					continue
+				}
+				last[name] = n
+				what := "published to Kafka"
+				if name == "AwaitArchived" {
+					what = "durable in Parquet on S3"
+				}
+				fmt.Fprintf(stderr, "    %s: %d / %d events %s\n", name, n, want, what)
+			}
+		}
+	}
+}
+
+// demoLive runs simulated live users of the backfilled world against the
+// server.
+func demoLive(ctx context.Context, cfg config.Config, req activities.HistoryRequest, o demoOptions) (*sim.LiveReport, error) {
+	world, err := sim.NewWorld(activities.WorldConfig(req))
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(cfg.Server.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", cfg.Server.GRPCAddr, err)
+	}
+	defer conn.Close()
+	return sim.RunLive(ctx, world, adaptrecv1.NewRecommendServiceClient(conn), sim.LiveConfig{
+		Users:     o.liveUsrs,
+		Duration:  o.live,
+		ThinkTime: 50 * time.Millisecond,
+	})
+}
+
+// quietTemporalLogger drops the SDK client's logs, which would interleave
+// with the demo's progress lines.
+type quietTemporalLogger struct{}
+
+func (quietTemporalLogger) Debug(string, ...any) {}
+func (quietTemporalLogger) Info(string, ...any)  {}
+func (quietTemporalLogger) Warn(string, ...any)  {}
+func (quietTemporalLogger) Error(string, ...any) {}
