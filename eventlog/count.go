@@ -10,10 +10,11 @@ import (
 )
 
 // CountProducer counts the rows of obj written by producer with event time
-// in [from, to). Row groups whose statistics show a single producer and times
-// inside the range are counted from the footer alone; an object with any
-// other row group is read row by row. Backfills write objects of one producer,
-// so counting a large archive costs footer reads, not full scans.
+// in [from, to). Row groups whose statistics rule the producer out, or show
+// it as the only producer with times inside the range, are decided from the
+// footer alone; an object with any other row group is read row by row.
+// Backfills write objects of one producer, so counting a large archive costs
+// footer reads, not full scans.
 func CountProducer(ctx context.Context, src Source, obj Object, producer string, from, to time.Time) (int64, error) {
 	f, err := parquet.OpenFile(&rangeReader{ctx: ctx, src: src, key: obj.Key}, obj.Size,
 		parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true), parquet.ReadBufferSize(64<<10))
@@ -34,10 +35,13 @@ func CountProducer(ctx context.Context, src Source, obj Object, producer string,
 			}
 			return countRows(ctx, src, obj, producer, from, to)
 		}
+		// The writer keeps exact column-chunk statistics (only the page
+		// index truncates), so they decide most row groups without a read.
 		st := rg.Columns[prodCol.ColumnIndex].MetaData.Statistics
+		if st.MinValue != nil && (string(st.MaxValue) < producer || string(st.MinValue) > producer) {
+			continue // no row of this producer
+		}
 		single := bytes.Equal(st.MinValue, st.MaxValue) && string(st.MinValue) == producer
-		// Statistics may be truncated, so only an exact single value counts;
-		// anything else is read.
 		if lo.Before(from) || !hi.Before(to) || !single {
 			return countRows(ctx, src, obj, producer, from, to)
 		}

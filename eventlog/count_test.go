@@ -32,6 +32,8 @@ func TestCountProducer(t *testing.T) {
 		{"mixed producers read", mixed, base, base.Add(time.Hour), 2, 1},
 		{"range cuts the object", single, base.Add(time.Minute), base.Add(2 * time.Minute), 1, 1},
 		{"range misses the object", single, base.Add(time.Hour), base.Add(2 * time.Hour), 0, 0},
+		{"another producer's object", mk("sim/history/w0", "sim/history/w0"), base, base.Add(time.Hour), 0, 0},
+		{"producers around it", mk("sim/history/w0", "sim/history/w2"), base, base.Add(time.Hour), 0, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
