@@ -173,6 +173,9 @@ func (b *Backfill) countRows(ctx context.Context, w ArchiveWait) (int64, int, er
 	var total int64
 	matched := 0
 	for _, o := range objs {
+		if !w.WrittenAfter.IsZero() && o.LastModified.Before(w.WrittenAfter.Add(-time.Minute)) {
+			continue
+		}
 		b.mu.Lock()
 		c, ok := b.counts[o.Key]
 		b.mu.Unlock()

@@ -43,6 +43,10 @@ type ArchiveWait struct {
 	Producer string
 	From, To time.Time
 	Want     int64
+	// WrittenAfter skips objects the store wrote before it (less a minute
+	// for clock skew): they cannot hold rows published later, so a long
+	// archive is not re-read on every wait.
+	WrittenAfter time.Time
 }
 
 // ArchiveStatus is what the offline store holds for an ArchiveWait.

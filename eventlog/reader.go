@@ -39,6 +39,8 @@ type Object struct {
 	Ref
 	Key  string
 	Size int64
+	// LastModified is when the object store last wrote the object.
+	LastModified time.Time
 }
 
 // ListObjects returns the objects of topic whose hour bucket overlaps
@@ -59,7 +61,7 @@ func ListObjects(ctx context.Context, src Lister, topic string, from, to time.Ti
 			if ref.Topic != topic || ref.Hour.Before(HourOf(from)) || !ref.Hour.Before(to) {
 				continue
 			}
-			out = append(out, Object{Ref: ref, Key: info.Key, Size: info.Size})
+			out = append(out, Object{Ref: ref, Key: info.Key, Size: info.Size, LastModified: info.LastModified})
 		}
 	}
 	slices.SortFunc(out, func(a, b Object) int {

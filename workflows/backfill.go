@@ -60,6 +60,8 @@ func HistoryBackfill(ctx workflow.Context, p BackfillParams) (BackfillResult, er
 			NonRetryableErrorTypes: []string{"InvalidParams"},
 		},
 	})
+	// Nothing of this run can be in objects written before it started.
+	publishing := workflow.Now(ctx)
 	if err := workflow.ExecuteActivity(publishCtx, a.PublishHistory, p.History).Get(ctx, &res.History); err != nil {
 		return res, fmt.Errorf("publish history: %w", err)
 	}
@@ -74,9 +76,10 @@ func HistoryBackfill(ctx workflow.Context, p BackfillParams) (BackfillResult, er
 		Topic:    events.TopicInteractions,
 		Producer: activities.HistoryProducer(p.History.WorldID),
 		// The event log keeps millisecond times and the end is exclusive.
-		From: res.History.FirstEvent.Truncate(time.Millisecond),
-		To:   res.History.LastEvent.Truncate(time.Millisecond).Add(time.Millisecond),
-		Want: int64(res.History.Published),
+		From:         res.History.FirstEvent.Truncate(time.Millisecond),
+		To:           res.History.LastEvent.Truncate(time.Millisecond).Add(time.Millisecond),
+		Want:         int64(res.History.Published),
+		WrittenAfter: publishing,
 	}
 	if err := workflow.ExecuteActivity(awaitCtx, a.AwaitArchived, wait).Get(ctx, &res.Archive); err != nil {
 		return res, fmt.Errorf("wait for the archiver: %w", err)

@@ -29,10 +29,11 @@ func TestHistoryBackfillPublishesThenWaitsForArchive(t *testing.T) {
 	var a *activities.Backfill
 	published := activities.HistoryResult{Published: 1000, FirstEvent: t0.Add(time.Minute), LastEvent: t0.Add(23 * time.Hour)}
 	env.OnActivity(a.PublishHistory, mock.Anything, backfillParams().History).Return(published, nil).Once()
-	env.OnActivity(a.AwaitArchived, mock.Anything, activities.ArchiveWait{
-		Topic: events.TopicInteractions, Producer: activities.HistoryProducer("w1"),
-		From: published.FirstEvent, To: published.LastEvent.Add(time.Millisecond), Want: 1000,
-	}).Return(activities.ArchiveStatus{Rows: 1000, Objects: 24, Location: "s3://b/events/x/"}, nil).Once()
+	env.OnActivity(a.AwaitArchived, mock.Anything, mock.MatchedBy(func(w activities.ArchiveWait) bool {
+		return w.Topic == events.TopicInteractions && w.Producer == activities.HistoryProducer("w1") &&
+			w.From.Equal(published.FirstEvent) && w.To.Equal(published.LastEvent.Add(time.Millisecond)) &&
+			w.Want == 1000 && !w.WrittenAfter.IsZero()
+	})).Return(activities.ArchiveStatus{Rows: 1000, Objects: 24, Location: "s3://b/events/x/"}, nil).Once()
 
 	env.ExecuteWorkflow(HistoryBackfill, backfillParams())
 	if err := env.GetWorkflowError(); err != nil {
