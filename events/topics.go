@@ -24,7 +24,7 @@ const (
 	TopicModelLifecycle   = "adaptrec.model-lifecycle.v1"
 	TopicFeatureSnapshots = "adaptrec.feature-snapshots.v1"
 	// TopicDeadLetter receives messages a consumer could not process, with
-	// the reason and their origin in headers (see DeadLetter headers).
+	// the reason and their origin in the DeadLetterHeader* headers.
 	TopicDeadLetter = "adaptrec.dead-letter.v1"
 )
 

@@ -33,7 +33,7 @@
 // the event ids of the last DedupeWindow offsets drops repeats; it is a
 // function of the log, rebuilt after a restart by re-reading those offsets.
 // Malformed messages go to events.TopicDeadLetter with the original key and
-// value and the reason in headers (HeaderReason and the others); the write is
+// value and the reason in headers (events.DeadLetterHeaderReason and the others); the write is
 // acknowledged before the offset covering it is committed, and a rewritten
 // batch writes its dead letters again, so the dead-letter topic is
 // at-least-once (dedupe on origin topic, partition and offset).

@@ -13,22 +13,6 @@ import (
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
 )
 
-// Dead-letter headers the archiver sets on every message it rejects. The
-// value and key are the original bytes.
-const (
-	// HeaderReason is the human-readable reason from events.Decode.
-	HeaderReason = "reason"
-	// HeaderReasonCode is a stable, low-cardinality code: not_protobuf or
-	// invalid_ followed by the first invalid field (invalid_envelope_event_id).
-	HeaderReasonCode      = "reason_code"
-	HeaderOriginTopic     = "origin_topic"
-	HeaderOriginPartition = "origin_partition"
-	HeaderOriginOffset    = "origin_offset"
-	HeaderConsumerGroup   = "consumer_group"
-	// HeaderTime is when the message was dead-lettered (RFC 3339, UTC).
-	HeaderTime = "time"
-)
-
 // deadLetter is a rejected message and why.
 type deadLetter struct {
 	msg    kafka.Message
@@ -57,13 +41,13 @@ func (d deadLetter) message(group string, now time.Time) kafka.Message {
 		Key:   d.msg.Key,
 		Value: d.msg.Value,
 		Headers: []kafka.Header{
-			{Key: HeaderReason, Value: []byte(d.reason)},
-			{Key: HeaderReasonCode, Value: []byte(d.code)},
-			{Key: HeaderOriginTopic, Value: []byte(d.msg.Topic)},
-			{Key: HeaderOriginPartition, Value: []byte(strconv.Itoa(d.msg.Partition))},
-			{Key: HeaderOriginOffset, Value: []byte(strconv.FormatInt(d.msg.Offset, 10))},
-			{Key: HeaderConsumerGroup, Value: []byte(group)},
-			{Key: HeaderTime, Value: []byte(now.UTC().Format(time.RFC3339Nano))},
+			{Key: events.DeadLetterHeaderReason, Value: []byte(d.reason)},
+			{Key: events.DeadLetterHeaderReasonCode, Value: []byte(d.code)},
+			{Key: events.DeadLetterHeaderOriginTopic, Value: []byte(d.msg.Topic)},
+			{Key: events.DeadLetterHeaderOriginPartition, Value: []byte(strconv.Itoa(d.msg.Partition))},
+			{Key: events.DeadLetterHeaderOriginOffset, Value: []byte(strconv.FormatInt(d.msg.Offset, 10))},
+			{Key: events.DeadLetterHeaderConsumerGroup, Value: []byte(group)},
+			{Key: events.DeadLetterHeaderTime, Value: []byte(now.UTC().Format(time.RFC3339Nano))},
 		},
 	}
 }

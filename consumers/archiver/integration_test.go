@@ -124,20 +124,20 @@ func TestArchiveDeadLetters(t *testing.T) {
 		for _, x := range m.Headers {
 			h[x.Key] = string(x.Value)
 		}
-		if h[archiver.HeaderReasonCode] != code || h[archiver.HeaderReason] == "" {
-			t.Errorf("%s: reason %q (%s), want code %s", key, h[archiver.HeaderReason], h[archiver.HeaderReasonCode], code)
+		if h[events.DeadLetterHeaderReasonCode] != code || h[events.DeadLetterHeaderReason] == "" {
+			t.Errorf("%s: reason %q (%s), want code %s", key, h[events.DeadLetterHeaderReason], h[events.DeadLetterHeaderReasonCode], code)
 		}
-		if h[archiver.HeaderOriginTopic] != events.TopicInteractions || h[archiver.HeaderConsumerGroup] != cfg.Consumers.Archiver.GroupID {
+		if h[events.DeadLetterHeaderOriginTopic] != events.TopicInteractions || h[events.DeadLetterHeaderConsumerGroup] != cfg.Consumers.Archiver.GroupID {
 			t.Errorf("%s: origin headers %v", key, h)
 		}
-		if _, err := strconv.Atoi(h[archiver.HeaderOriginPartition]); err != nil {
-			t.Errorf("%s: origin partition %q", key, h[archiver.HeaderOriginPartition])
+		if _, err := strconv.Atoi(h[events.DeadLetterHeaderOriginPartition]); err != nil {
+			t.Errorf("%s: origin partition %q", key, h[events.DeadLetterHeaderOriginPartition])
 		}
-		if _, err := strconv.ParseInt(h[archiver.HeaderOriginOffset], 10, 64); err != nil {
-			t.Errorf("%s: origin offset %q", key, h[archiver.HeaderOriginOffset])
+		if _, err := strconv.ParseInt(h[events.DeadLetterHeaderOriginOffset], 10, 64); err != nil {
+			t.Errorf("%s: origin offset %q", key, h[events.DeadLetterHeaderOriginOffset])
 		}
-		if _, err := time.Parse(time.RFC3339Nano, h[archiver.HeaderTime]); err != nil {
-			t.Errorf("%s: time %q", key, h[archiver.HeaderTime])
+		if _, err := time.Parse(time.RFC3339Nano, h[events.DeadLetterHeaderTime]); err != nil {
+			t.Errorf("%s: time %q", key, h[events.DeadLetterHeaderTime])
 		}
 		if string(m.Value) != string(sent[key]) {
 			t.Errorf("%s: dead letter does not carry the original bytes", key)

@@ -298,14 +298,14 @@ func (h *harness) checkExactlyOnce() {
 		for _, x := range m.Headers {
 			hdr[x.Key] = string(x.Value)
 		}
-		off, _ := strconv.ParseInt(hdr[HeaderOriginOffset], 10, 64)
+		off, _ := strconv.ParseInt(hdr[events.DeadLetterHeaderOriginOffset], 10, 64)
 		code, ok := h.f.wantDead[off]
 		if !ok {
 			t.Errorf("dead letter for offset %d, which is valid", off)
 			continue
 		}
-		if hdr[HeaderReasonCode] != code || hdr[HeaderReason] == "" || hdr[HeaderOriginTopic] != testTopic ||
-			hdr[HeaderOriginPartition] != "0" || hdr[HeaderConsumerGroup] != "g" || hdr[HeaderTime] == "" {
+		if hdr[events.DeadLetterHeaderReasonCode] != code || hdr[events.DeadLetterHeaderReason] == "" || hdr[events.DeadLetterHeaderOriginTopic] != testTopic ||
+			hdr[events.DeadLetterHeaderOriginPartition] != "0" || hdr[events.DeadLetterHeaderConsumerGroup] != "g" || hdr[events.DeadLetterHeaderTime] == "" {
 			t.Errorf("dead letter for offset %d has headers %v, want reason code %s", off, hdr, code)
 		}
 		h.f.log.mu.Lock()

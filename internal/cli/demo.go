@@ -206,7 +206,11 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	fmt.Fprintln(stdout, "adaptrec demo: the history is in the offline store")
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  events published\t%d (%.0f events/s into Kafka)\n", res.History.Published, res.History.EventsPerSec)
-	fmt.Fprintf(tw, "  rows archived\t%d in %d Parquet objects (exactly once)\n", res.Archive.Rows, res.Archive.Objects)
+	check := "one row per published event"
+	if res.Archive.Rows != int64(res.History.Published) {
+		check = fmt.Sprintf("WARNING: %d rows for %d published events", res.Archive.Rows, res.History.Published)
+	}
+	fmt.Fprintf(tw, "  rows archived\t%d in %d Parquet objects (%s)\n", res.Archive.Rows, res.Archive.Objects, check)
 	fmt.Fprintf(tw, "  end to end\t%s (%.0f events/s from first publish to last durable row)\n",
 		total.Round(100*time.Millisecond), float64(res.Archive.Rows)/total.Seconds())
 	fmt.Fprintf(tw, "  event times\t%s .. %s\n", res.History.FirstEvent.Format(time.RFC3339), res.History.LastEvent.Format(time.RFC3339))
