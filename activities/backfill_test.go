@@ -4,32 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/internal/testenv"
 )
-
-// topicMessages counts the messages in every partition of topic.
-func topicMessages(t *testing.T, broker, topic string, partitions int) int64 {
-	t.Helper()
-	var total int64
-	for p := range partitions {
-		conn, err := kafka.DialLeader(t.Context(), "tcp", broker, topic, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last, err := conn.ReadLastOffset()
-		conn.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		total += last
-	}
-	return total
-}
 
 // TestPublishHistoryResumesFromHeartbeat proves a retried attempt publishes
 // only what the last heartbeat had not confirmed, and still stores the
@@ -63,7 +43,7 @@ func TestPublishHistoryResumesFromHeartbeat(t *testing.T) {
 	if res.Published != 20000 {
 		t.Fatalf("Published = %d, want the whole history (20000)", res.Published)
 	}
-	if got := topicMessages(t, cfg.Kafka.Brokers[0], events.TopicInteractions, cfg.Kafka.Partitions); got != 5000 {
+	if got := testenv.TopicMessages(t, cfg.Kafka.Brokers[0], events.TopicInteractions); got != 5000 {
 		t.Fatalf("topic holds %d messages, want the 5000 not yet heartbeated", got)
 	}
 	if _, _, err := store.Get(ctx, CatalogueKey("resume")); err != nil {

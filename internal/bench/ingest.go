@@ -719,6 +719,9 @@ func (r *ingestRun) cleanup(ctx context.Context) error {
 	if err != nil && !errors.Is(err, kafka.GroupIdNotFound) {
 		errs = append(errs, fmt.Errorf("clean up: delete consumer group %s: %w", r.group, err))
 	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
 	r.opts.Logf("cleaned up: %d objects under %s, consumer group %s", len(keys), r.store.URI(""), r.group)
-	return errors.Join(errs...)
+	return nil
 }

@@ -138,8 +138,9 @@ positioned at the end of the topics, and writes below
 <s3.prefix>bench/ingest/<run id>/, which is deleted afterwards unless --keep.
 Only events carrying the run's producer name are counted.
 
-The goal is %d events/s on a 2-core machine running every component; the
-result says whether it was met.`, defaults.FlushInterval, defaults.FlushEvents, bench.IngestTargetPerS),
+The goal is %d events/s on a 2-core machine running every component;
+meets_target in the result says whether the run reached it. With --rate the
+throughput cannot exceed the rate: check the goal at full speed.`, defaults.FlushInterval, defaults.FlushEvents, bench.IngestTargetPerS),
 		Example: `  adaptrec bench ingest --json
   adaptrec bench ingest --events 200000 --rate 50000
   adaptrec bench ingest --external --events 100000 --json`,
@@ -272,6 +273,9 @@ func benchIngest(ctx context.Context, stdout, stderr io.Writer, load func() (con
 		},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("bench ingest interrupted: %w", err)
+		}
 		return fmt.Errorf("bench ingest: %w", err)
 	}
 	logf("%d events durable in %.2fs: %.0f events/s end to end, p99 %.1f ms (goal %d events/s)",
