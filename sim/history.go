@@ -192,15 +192,19 @@ func GenerateHistory(ctx context.Context, w *World, cfg HistoryConfig, emit Emit
 		if emitErr != nil {
 			continue // drain so the generator can exit
 		}
+		// Read the batch's times before emit: the batch belongs to emit,
+		// which may change or reuse it.
+		first := batch[0].GetEnvelope().GetEventTime().AsTime()
+		last := batch[len(batch)-1].GetEnvelope().GetEventTime().AsTime()
 		if err := emit(ctx, batch); err != nil {
 			emitErr = fmt.Errorf("emit events %d..%d: %w", stats.Events, stats.Events+int64(len(batch))-1, err)
 			cancel()
 			continue
 		}
 		if stats.Events == 0 {
-			stats.First = batch[0].GetEnvelope().GetEventTime().AsTime()
+			stats.First = first
 		}
-		stats.Last = batch[len(batch)-1].GetEnvelope().GetEventTime().AsTime()
+		stats.Last = last
 		stats.Events += int64(len(batch))
 		if cfg.OnProgress != nil && time.Since(lastProgress) >= cfg.ProgressInterval {
 			lastProgress = time.Now()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/adaptrec/adaptrec/consumers/archiver"
 	"github.com/adaptrec/adaptrec/eventlog"
@@ -307,8 +308,11 @@ func (r *ingestRun) run(ctx context.Context) (res IngestResult, err error) {
 	// The archiver stops when the run ends, however it ends, and drains
 	// what it buffered.
 	archCtx, stopArchiver := context.WithCancel(ctx)
-	archDone := make(chan error, 1)
-	go func() { archDone <- a.Run(archCtx) }()
+	arch := &runResult{done: make(chan struct{})}
+	go func() {
+		arch.err = a.Run(archCtx)
+		close(arch.done)
+	}()
 	archStopped := false
 	stop := func() error {
 		if archStopped {
@@ -316,7 +320,8 @@ func (r *ingestRun) run(ctx context.Context) (res IngestResult, err error) {
 		}
 		archStopped = true
 		stopArchiver()
-		return <-archDone
+		<-arch.done
+		return arch.err
 	}
 	defer func() {
 		if serr := stop(); serr != nil {
@@ -325,7 +330,7 @@ func (r *ingestRun) run(ctx context.Context) (res IngestResult, err error) {
 	}()
 	o.Logf("archiver: group %s, topics %v, flush every %s or %d events, writing to %s",
 		r.group, topics, cfg.Consumers.Archiver.FlushInterval, cfg.Consumers.Archiver.FlushEvents, r.store.URI(""))
-	if err := r.waitJoined(ctx, a, archDone); err != nil {
+	if err := r.waitJoined(ctx, a, arch); err != nil {
 		return res, err
 	}
 
@@ -338,7 +343,7 @@ func (r *ingestRun) run(ctx context.Context) (res IngestResult, err error) {
 	}
 	err = r.publish(ctx, world)
 	if err == nil {
-		err = r.waitDurable(ctx, a, archDone)
+		err = r.waitDurable(ctx, a, arch)
 	}
 	close(progressDone)
 	progressWG.Wait()
@@ -432,8 +437,14 @@ func (r *ingestRun) durableCount() int64 {
 	return r.mine
 }
 
+// runResult is the outcome of a goroutine: err is set before done closes.
+type runResult struct {
+	done chan struct{}
+	err  error
+}
+
 // waitJoined waits until the archiver is in its consumer group.
-func (r *ingestRun) waitJoined(ctx context.Context, a *archiver.Archiver, archDone <-chan error) error {
+func (r *ingestRun) waitJoined(ctx context.Context, a *archiver.Archiver, arch *runResult) error {
 	deadline := time.NewTimer(r.opts.JoinTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -446,8 +457,8 @@ func (r *ingestRun) waitJoined(ctx context.Context, a *archiver.Archiver, archDo
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the archiver to join group %s: %w", r.group, ctx.Err())
-		case aerr := <-archDone:
-			return fmt.Errorf("archiver stopped before joining group %s: %w", r.group, errors.Join(aerr, err))
+		case <-arch.done:
+			return fmt.Errorf("archiver stopped before joining group %s: %w", r.group, errors.Join(arch.err, err))
 		case <-deadline.C:
 			return fmt.Errorf("archiver did not join consumer group %s within %s: %w", r.group, r.opts.JoinTimeout, err)
 		case <-tick.C:
@@ -484,10 +495,17 @@ func (r *ingestRun) publish(ctx context.Context, world *sim.World) error {
 			}
 			defer p.Close()
 			msgs := make([]kafka.Message, 0, o.Batch)
+			// Each event is re-enveloped in scratch messages rather than
+			// changed in place: the generator still reads the first and
+			// last event times of a batch after handing it over.
+			var ts timestamppb.Timestamp
+			env := &adaptrecv1.EventEnvelope{EventTime: &ts}
+			out := &adaptrecv1.Event{Envelope: env}
 			for batch := range batches {
 				if o.Rate > 0 {
-					// Batch k of the run is due when the events before it
-					// are, at the requested rate, from the first publish.
+					// A batch is due once the events scheduled before it
+					// have had their time at the requested rate, counted
+					// from the first publish.
 					before := reserved.Add(int64(len(batch))) - int64(len(batch))
 					r.start.CompareAndSwap(0, time.Now().UnixNano())
 					due := time.Unix(0, r.start.Load()).Add(time.Duration(float64(before) / o.Rate * float64(time.Second)))
@@ -499,10 +517,12 @@ func (r *ingestRun) publish(ctx context.Context, world *sim.World) error {
 				for _, e := range batch {
 					now := time.Now()
 					r.start.CompareAndSwap(0, now.UnixNano())
-					env := e.GetEnvelope()
+					src := e.GetEnvelope()
 					env.EventId = events.NewID()
-					env.EventTime.Seconds, env.EventTime.Nanos = now.Unix(), int32(now.Nanosecond())
-					m, err := events.Message(e)
+					env.Type, env.SchemaVersion, env.Producer = src.GetType(), src.GetSchemaVersion(), src.GetProducer()
+					ts.Seconds, ts.Nanos = now.Unix(), int32(now.Nanosecond())
+					out.Payload = e.Payload
+					m, err := events.Message(out)
 					if err != nil {
 						return fmt.Errorf("producer %d: %w", i, err)
 					}
@@ -551,7 +571,7 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 }
 
 // waitDurable waits until the archiver has made every event durable.
-func (r *ingestRun) waitDurable(ctx context.Context, a *archiver.Archiver, archDone <-chan error) error {
+func (r *ingestRun) waitDurable(ctx context.Context, a *archiver.Archiver, arch *runResult) error {
 	o := r.opts
 	deadline := time.NewTimer(o.DurableTimeout)
 	defer deadline.Stop()
@@ -560,8 +580,12 @@ func (r *ingestRun) waitDurable(ctx context.Context, a *archiver.Archiver, archD
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for events to be durable: %w", ctx.Err())
-	case aerr := <-archDone:
-		return fmt.Errorf("archiver stopped with %d of %d events durable: %w", r.durableCount(), o.Events, errors.Join(aerr, a.Ready(ctx)))
+	case <-arch.done:
+		why := errors.Join(arch.err, a.Ready(ctx))
+		if why == nil {
+			why = errors.New("it returned without an error")
+		}
+		return fmt.Errorf("archiver stopped with %d of %d events durable: %w", r.durableCount(), o.Events, why)
 	case <-deadline.C:
 		st := a.Stats()
 		return fmt.Errorf("only %d of %d events durable %s after the last publish (archiver totals: %d archived, %d duplicates dropped, %d dead-lettered, %d flushes); raise --durable-timeout if the archiver is just slow",
