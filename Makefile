@@ -96,8 +96,12 @@ protoc:
 	  ($$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler) >/dev/null || { \
 	    echo "error: could not install protoc; apt-get install protobuf-compiler" >&2; exit 1; }; }
 
-proto: protoc $(TOOLBIN)/protoc-gen-go $(TOOLBIN)/protoc-gen-go-grpc $(TOOLS)/buf-$(BUF_VERSION)/buf ## lint the .proto files and regenerate gen/
+# Breaking changes are checked against the last commit (BUF_AGAINST to
+# compare with another ref, e.g. BUF_AGAINST='.git#branch=main').
+BUF_AGAINST ?= .git\#ref=HEAD
+proto: protoc $(TOOLBIN)/protoc-gen-go $(TOOLBIN)/protoc-gen-go-grpc $(TOOLS)/buf-$(BUF_VERSION)/buf ## lint, check breaking changes and regenerate gen/ from proto/
 	$(TOOLS)/buf-$(BUF_VERSION)/buf lint
+	$(TOOLS)/buf-$(BUF_VERSION)/buf breaking --against '$(BUF_AGAINST)'
 	rm -rf gen/adaptrec
 	PATH=$(TOOLBIN):$$PATH protoc -I proto \
 	  --go_out=gen --go_opt=paths=source_relative \
