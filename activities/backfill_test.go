@@ -7,7 +7,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/adaptrec/adaptrec/events"
-	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/internal/testenv"
 )
 
@@ -18,13 +17,7 @@ func TestPublishHistoryResumesFromHeartbeat(t *testing.T) {
 	env := testenv.New(t, testenv.Kafka, testenv.S3)
 	cfg := env.Config()
 	ctx := t.Context()
-	if err := events.EnsureTopics(ctx, cfg.Kafka); err != nil {
-		t.Fatal(err)
-	}
-	store, err := objstore.New(ctx, cfg.S3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := testenv.EventLog(t, cfg)
 	b := &Backfill{Kafka: cfg.Kafka, Store: store}
 	var ts testsuite.WorkflowTestSuite
 	aenv := ts.NewTestActivityEnvironment()

@@ -12,8 +12,6 @@ import (
 
 	"github.com/adaptrec/adaptrec/activities"
 	"github.com/adaptrec/adaptrec/consumers/archiver"
-	"github.com/adaptrec/adaptrec/events"
-	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/internal/testenv"
 )
 
@@ -28,13 +26,7 @@ func TestHistoryBackfillOnDevServer(t *testing.T) {
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	store, err := objstore.New(ctx, cfg.S3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := events.EnsureTopics(ctx, cfg.Kafka); err != nil {
-		t.Fatal(err)
-	}
+	store := testenv.EventLog(t, cfg)
 	arch, err := archiver.New(cfg, store, log)
 	if err != nil {
 		t.Fatal(err)

@@ -33,18 +33,7 @@ func stack(t testing.TB) (config.Config, *objstore.Store) {
 	cfg.Consumers.Archiver.FlushInterval = 200 * time.Millisecond
 	cfg.Consumers.Archiver.FlushEvents = 5000
 	cfg.Consumers.Archiver.DedupeWindow = 10000
-	ctx := t.Context()
-	if err := events.EnsureTopics(ctx, cfg.Kafka); err != nil {
-		t.Fatal(err)
-	}
-	store, err := objstore.New(ctx, cfg.S3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return cfg, store
+	return cfg, testenv.EventLog(t, cfg)
 }
 
 // genEvents returns n valid events, three interactions to one prediction,

@@ -21,7 +21,6 @@ import (
 	"github.com/adaptrec/adaptrec/eventlog"
 	"github.com/adaptrec/adaptrec/events"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
-	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/internal/testenv"
 )
 
@@ -113,16 +112,7 @@ func TestEventsReplayRoundTrip(t *testing.T) {
 	cfg.Consumers.Archiver.FlushInterval = 100 * time.Millisecond
 	cfg.Consumers.Archiver.FlushEvents = 700
 	ctx := t.Context()
-	if err := events.EnsureTopics(ctx, cfg.Kafka); err != nil {
-		t.Fatal(err)
-	}
-	store, err := objstore.New(ctx, cfg.S3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsureBucket(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store := testenv.EventLog(t, cfg)
 	cfgYAML, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
