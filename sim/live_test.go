@@ -324,10 +324,12 @@ func TestRunLiveStops(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("RunLive did not stop after cancel")
 		}
-		// Calls cut short by the cancel (the 20th, maybe one more in flight)
-		// are not the server's failures and are not counted.
-		if !errors.Is(err, context.Canceled) || rep == nil || rep.Requests < 18 || rep.Requests > 20 || len(rep.Errors) != 0 {
-			t.Fatalf("RunLive = %+v, %v; want the report of the first 18-20 calls and context.Canceled", rep, err)
+		// The cancel comes inside the 20th call; each of the 2 users has at
+		// most one call in flight then, which may still complete or be cut
+		// short. Calls cut short are not the server's failures and are not
+		// counted, so the report holds 18 to 21 calls.
+		if !errors.Is(err, context.Canceled) || rep == nil || rep.Requests < 18 || rep.Requests > 21 || len(rep.Errors) != 0 {
+			t.Fatalf("RunLive = %+v, %v; want the report of 18-21 calls and context.Canceled", rep, err)
 		}
 	})
 }
