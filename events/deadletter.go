@@ -18,3 +18,9 @@ const (
 	// DeadLetterHeaderTime is when the message was dead-lettered (RFC 3339, UTC).
 	DeadLetterHeaderTime = "time"
 )
+
+// HeaderReplay marks a message re-published from the offline event log by
+// `adaptrec events replay`; its value names the replay run. Consumers that
+// rebuild state process it like any other event (deduping on event id); the
+// archiver skips it, because the event is already archived.
+const HeaderReplay = "adaptrec-replay"

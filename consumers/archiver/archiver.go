@@ -74,6 +74,9 @@ type FlushInfo struct {
 	// Rows were archived; Duplicates were dropped; DeadLettered went to the
 	// dead-letter topic.
 	Rows, Duplicates, DeadLettered int
+	// Replayed messages were skipped: re-published by events replay, their
+	// events are archived already.
+	Replayed int
 	Objects                        int
 	Bytes                          int64
 	// Redo is set for the rewrite of a batch left pending by a crash or a
@@ -95,7 +98,7 @@ type FlushInfo struct {
 
 // Stats are totals since the archiver was created.
 type Stats struct {
-	Archived, Duplicates, DeadLettered, Objects, Flushes, Redone int64
+	Archived, Duplicates, Replayed, DeadLettered, Objects, Flushes, Redone int64
 }
 
 // Archiver consumes the event topics in a consumer group and archives them.
@@ -164,7 +167,7 @@ func (a *Archiver) Topics() []string { return append([]string(nil), a.topics...)
 func (a *Archiver) Stats() Stats {
 	c := &a.counters
 	return Stats{
-		Archived: c.archived.Load(), Duplicates: c.duplicates.Load(), DeadLettered: c.deadLettered.Load(),
+		Archived: c.archived.Load(), Duplicates: c.duplicates.Load(), Replayed: c.replayed.Load(), DeadLettered: c.deadLettered.Load(),
 		Objects: c.objects.Load(), Flushes: c.flushes.Load(), Redone: c.redone.Load(),
 	}
 }

@@ -183,6 +183,36 @@ func TestArchiveDropsProducerDuplicates(t *testing.T) {
 	requireExactly(t, got, dups, want)
 }
 
+// TestArchiveSkipsReplayedEvents re-publishes archived events the way
+// `adaptrec events replay` does, after the dedupe window has moved past
+// them: the archive must not grow.
+func TestArchiveSkipsReplayedEvents(t *testing.T) {
+	cfg, store := stack(t)
+	cfg.Consumers.Archiver.DedupeWindow = 100
+	a := startArchiver(t, cfg, store)
+	msgs, want := messages(t, genEvents(3000, "orig"))
+	fresh, wantFresh := messages(t, genEvents(1000, "fresh"))
+	var replayed []kafka.Message
+	for _, m := range msgs {
+		m.Headers = []kafka.Header{{Key: events.HeaderReplay, Value: []byte("run-1")}}
+		replayed = append(replayed, m)
+	}
+	publish(t, cfg, msgs)
+	publish(t, cfg, fresh)
+	publish(t, cfg, replayed)
+	testenv.Eventually(t, 60*time.Second, func() error {
+		return groupCaughtUp(t.Context(), cfg, cfg.Consumers.Archiver.GroupID, cfg.Consumers.Archiver.Topics)
+	})
+	if st := a.Stats(); st.Replayed != int64(len(replayed)) || st.Archived != int64(len(msgs)+len(fresh)) || st.Duplicates != 0 {
+		t.Errorf("Stats = %+v, want %d archived, %d replayed skipped, no duplicates", st, len(msgs)+len(fresh), len(replayed))
+	}
+	for k, v := range wantFresh {
+		want[k] = v
+	}
+	got, dups := archivedRows(t, store, cfg.Consumers.Archiver.Topics)
+	requireExactly(t, got, dups, want)
+}
+
 // TestArchiveShutdownDrains stops the archiver while it holds events in
 // memory that no flush trigger would write for a minute: Run must make them
 // durable and commit them before it returns.

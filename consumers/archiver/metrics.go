@@ -14,6 +14,10 @@ var (
 		Name: "adaptrec_archiver_duplicates_dropped_total",
 		Help: "Events dropped because their event id was already in the dedupe window, by topic.",
 	}, []string{"topic"})
+	replayedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptrec_archiver_replayed_skipped_total",
+		Help: "Messages skipped because events replay re-published them from the archive, by topic.",
+	}, []string{"topic"})
 	deadLetteredTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "adaptrec_archiver_dead_lettered_total",
 		Help: "Malformed messages sent to the dead-letter topic, by origin topic and reason code.",

@@ -88,7 +88,11 @@ type batch struct {
 	rows       []eventlog.Row
 	dead       []deadLetter
 	dups       []int64
-	hwm        int64
+	// replayed counts messages skipped because they carry
+	// events.HeaderReplay: their events are archived already. The header
+	// is part of the message, so a rewrite makes the same decision.
+	replayed int
+	hwm      int64
 	// started is when the first message was added; the batch is flushed
 	// FlushInterval later at the latest.
 	started time.Time
@@ -99,7 +103,7 @@ type batch struct {
 	firstRead int64
 }
 
-func (b *batch) messages() int { return len(b.rows) + len(b.dead) + len(b.dups) }
+func (b *batch) messages() int { return len(b.rows) + len(b.dead) + len(b.dups) + b.replayed }
 
 // run archives the partition until ctx (shutdown: flush what is buffered,
 // then return nil) or gen (revoked: return at once) ends, or a step fails.
@@ -295,6 +299,16 @@ func (w *worker) warm(m kafka.Message) {
 	w.win.seen(e.GetEnvelope().GetEventId(), m.Offset)
 }
 
+// isReplay reports whether m was re-published from the event log.
+func isReplay(m kafka.Message) bool {
+	for _, h := range m.Headers {
+		if h.Key == events.HeaderReplay {
+			return true
+		}
+	}
+	return false
+}
+
 // decodeTime is the clock events.Decode checks future event times against:
 // the message timestamp, so that the decision is the same on every re-read.
 func decodeTime(m kafka.Message) time.Time {
@@ -311,6 +325,10 @@ func (w *worker) add(b *batch, m kafka.Message) {
 	}
 	b.end = m.Offset + 1
 	b.hwm = max(b.hwm, m.HighWaterMark)
+	if isReplay(m) {
+		b.replayed++
+		return
+	}
 	at := decodeTime(m)
 	e, err := events.Decode(m.Value, at)
 	if err != nil {
@@ -494,6 +512,9 @@ func (w *worker) record(b *batch, objs []object, bytes int64, start, durable tim
 	if len(b.dups) > 0 {
 		duplicatesTotal.WithLabelValues(topic).Add(float64(len(b.dups)))
 	}
+	if b.replayed > 0 {
+		replayedTotal.WithLabelValues(topic).Add(float64(b.replayed))
+	}
 	for _, d := range b.dead {
 		deadLetteredTotal.WithLabelValues(topic, d.code).Inc()
 	}
@@ -524,6 +545,7 @@ func (w *worker) record(b *batch, objs []object, bytes int64, start, durable tim
 	if c := w.deps.counters; c != nil {
 		c.archived.Add(int64(len(b.rows)))
 		c.duplicates.Add(int64(len(b.dups)))
+		c.replayed.Add(int64(b.replayed))
 		c.deadLettered.Add(int64(len(b.dead)))
 		c.objects.Add(int64(len(objs)))
 		c.flushes.Add(1)
@@ -534,7 +556,7 @@ func (w *worker) record(b *batch, objs []object, bytes int64, start, durable tim
 	if w.deps.observe != nil {
 		w.deps.observe(FlushInfo{
 			Topic: topic, Partition: w.cfg.partition, FirstOffset: b.first, EndOffset: b.end,
-			Rows: len(b.rows), Duplicates: len(b.dups), DeadLettered: len(b.dead),
+			Rows: len(b.rows), Duplicates: len(b.dups), Replayed: b.replayed, DeadLettered: len(b.dead),
 			Objects: len(objs), Bytes: bytes, Redo: b.redo != nil,
 			Duration: elapsed, Durable: durable, Latencies: lats, Producers: producers,
 		})
@@ -573,5 +595,5 @@ var errGenerationEnded = errors.New("consumer group generation ended")
 
 // counters back Archiver.Stats.
 type counters struct {
-	archived, duplicates, deadLettered, objects, flushes, redone atomic.Int64
+	archived, duplicates, replayed, deadLettered, objects, flushes, redone atomic.Int64
 }

@@ -115,7 +115,11 @@ func newEventsReplayCmd() *cobra.Command {
 		Long: `replay reads the Parquet archive written by the archiver and publishes every
 event whose event time is in [from, to) again, with its original key and exact
 bytes, to its original topic or to --to-topic. Each topic is replayed in event-time
-order. Times are RFC 3339, a UTC date, now, or relative to now (-2h, -7d).`,
+order. Times are RFC 3339, a UTC date, now, or relative to now (-2h, -7d).
+
+Every replayed message carries the header adaptrec-replay=<run id>: consumers that
+rebuild state process it (deduping on event id as always), and the archiver skips
+it, so a replay never adds rows to the archive it came from.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig()
@@ -172,9 +176,11 @@ func eventsReplay(ctx context.Context, stdout, stderr io.Writer, cfg config.Conf
 		pub = p
 	}
 	start := time.Now()
+	replayID := events.NewID()
+	fmt.Fprintf(stderr, "replay run %s (header %s)\n", replayID, events.HeaderReplay)
 	var total int64
 	for _, topic := range topics {
-		n, err := eventsReplayTopic(ctx, stderr, store, pub, topic, from, to, o)
+		n, err := eventsReplayTopic(ctx, stderr, store, pub, topic, from, to, o, replayID)
 		total += n
 		if err != nil {
 			return fmt.Errorf("replay %s after %d events: %w", topic, n, err)
@@ -196,8 +202,9 @@ func eventsReplay(ctx context.Context, stdout, stderr io.Writer, cfg config.Conf
 }
 
 func eventsReplayTopic(ctx context.Context, stderr io.Writer, store *objstore.Store, pub eventsPublisher,
-	topic string, from, to time.Time, o eventsReplayOptions) (int64, error) {
+	topic string, from, to time.Time, o eventsReplayOptions, replayID string) (int64, error) {
 	var n int64
+	replayHeader := []kafka.Header{{Key: events.HeaderReplay, Value: []byte(replayID)}}
 	batch := make([]kafka.Message, 0, o.batch)
 	flush := func() error {
 		if len(batch) == 0 || pub == nil {
@@ -219,9 +226,10 @@ func eventsReplayTopic(ctx context.Context, stderr io.Writer, store *objstore.St
 		}
 		// The row's slices are reused after the callback: copy them.
 		batch = append(batch, kafka.Message{
-			Topic: dest,
-			Key:   append([]byte(nil), r.KafkaKey...),
-			Value: append([]byte(nil), r.Payload...),
+			Topic:   dest,
+			Key:     append([]byte(nil), r.KafkaKey...),
+			Value:   append([]byte(nil), r.Payload...),
+			Headers: replayHeader,
 		})
 		n++
 		if len(batch) == cap(batch) {

@@ -227,6 +227,9 @@ func TestEventsReplayRoundTrip(t *testing.T) {
 		if !bytes.Equal(m.Value, want[id]) || !bytes.Equal(m.Key, keys[id]) {
 			t.Fatalf("event %s replayed with other bytes or key (key %q, want %q)", id, m.Key, keys[id])
 		}
+		if len(m.Headers) != 1 || m.Headers[0].Key != events.HeaderReplay || len(m.Headers[0].Value) == 0 {
+			t.Fatalf("event %s replayed with headers %v, want one %s header naming the run", id, m.Headers, events.HeaderReplay)
+		}
 		at := e.GetEnvelope().GetEventTime().AsTime()
 		if at.Before(lastTime[m.Partition]) {
 			t.Fatalf("partition %d: event %s at %s follows one at %s", m.Partition, id, at, lastTime[m.Partition])
