@@ -77,8 +77,8 @@ type FlushInfo struct {
 	// Replayed messages were skipped: re-published by events replay, their
 	// events are archived already.
 	Replayed int
-	Objects                        int
-	Bytes                          int64
+	Objects  int
+	Bytes    int64
 	// Redo is set for the rewrite of a batch left pending by a crash or a
 	// rebalance.
 	Redo bool
