@@ -12,6 +12,9 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	// Requests name IANA time zones; embed the zone database so the server
+	// works in images without /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"golang.org/x/sync/errgroup"
 
