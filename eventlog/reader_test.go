@@ -86,7 +86,7 @@ func sample(i int) *adaptrecv1.Event {
 		return events.NewInteraction(id, at, "test", &adaptrecv1.UserInteractionEvent{
 			UserId: fmt.Sprintf("u%d", i%7), ItemId: fmt.Sprintf("i%d", i%11), Action: adaptrecv1.Action_ACTION_CLICK,
 			Value: 0, SessionId: "s1", Surface: "home", Device: adaptrecv1.Device_DEVICE_MOBILE, Position: 0,
-			RequestId: "r1", ModelVersion: "m3", ExperimentArm: "b",
+			RequestId: "r1", ModelVersion: "m3", ExperimentArm: "b", TimeZone: "Europe/Paris",
 		})
 	case 1:
 		return events.NewPrediction(id, at, "test", &adaptrecv1.PredictionEvent{
@@ -128,7 +128,7 @@ func TestNewRowFlattens(t *testing.T) {
 		want Row
 	}{
 		{0, Row{EventType: "EVENT_TYPE_INTERACTION", UserID: "u0", ItemID: "i0", Action: "ACTION_CLICK", Value: ptr(0.0),
-			SessionID: "s1", Surface: "home", Device: "DEVICE_MOBILE", Position: ptr(int32(0)), RequestID: "r1", ModelVersion: "m3", ExperimentArm: "b"}},
+			SessionID: "s1", Surface: "home", Device: "DEVICE_MOBILE", Position: ptr(int32(0)), RequestID: "r1", ModelVersion: "m3", ExperimentArm: "b", TimeZone: "Europe/Paris"}},
 		{1, Row{EventType: "EVENT_TYPE_PREDICTION", UserID: "u1", RequestID: "r2", ModelVersion: "m3", ExperimentArm: "a",
 			Surface: "search", SessionID: "s2", Device: "DEVICE_TV"}},
 		{2, Row{EventType: "EVENT_TYPE_FEEDBACK", UserID: "u2", ItemID: "i9", RequestID: "r3", ModelVersion: "m2", ExperimentArm: "c"}},
@@ -186,6 +186,7 @@ func diffRows(got, want *Row) string {
 	check("request_id", got.RequestID == want.RequestID, got.RequestID, want.RequestID)
 	check("model_version", got.ModelVersion == want.ModelVersion, got.ModelVersion, want.ModelVersion)
 	check("experiment_arm", got.ExperimentArm == want.ExperimentArm, got.ExperimentArm, want.ExperimentArm)
+	check("time_zone", got.TimeZone == want.TimeZone, got.TimeZone, want.TimeZone)
 	check("kafka_topic", got.KafkaTopic == want.KafkaTopic, got.KafkaTopic, want.KafkaTopic)
 	check("kafka_partition", got.KafkaPartition == want.KafkaPartition, got.KafkaPartition, want.KafkaPartition)
 	check("kafka_offset", got.KafkaOffset == want.KafkaOffset, got.KafkaOffset, want.KafkaOffset)

@@ -36,6 +36,8 @@ type Row struct {
 	RequestID     string   `parquet:"request_id"`
 	ModelVersion  string   `parquet:"model_version,dict"`
 	ExperimentArm string   `parquet:"experiment_arm,dict"`
+	// TimeZone is the client's IANA zone of an interaction, when known.
+	TimeZone string `parquet:"time_zone,dict"`
 
 	// Provenance: where the archiver read the event.
 	KafkaTopic     string    `parquet:"kafka_topic,dict"`
@@ -104,6 +106,7 @@ func NewRow(e *adaptrecv1.Event, payload []byte, p Provenance) Row {
 		r.Device = enumName(in.GetDevice())
 		r.Position = &in.Position
 		r.RequestID, r.ModelVersion, r.ExperimentArm = in.GetRequestId(), in.GetModelVersion(), in.GetExperimentArm()
+		r.TimeZone = in.GetTimeZone()
 	case *adaptrecv1.Event_Prediction:
 		pr := pl.Prediction
 		r.UserID, r.RequestID = pr.GetUserId(), pr.GetRequestId()

@@ -633,6 +633,7 @@ func (b *batcher) build(raw []rawEvent, first int64) []*adaptrecv1.Event {
 			s.in.Surface = BrowseSurface
 		}
 		s.in.Device = e.device
+		s.in.TimeZone = users.Users[e.user].TimeZone.Name
 		s.in.Position = int32(e.pos)
 		s.wrap.Interaction = &s.in
 		s.ev.Envelope = &s.env

@@ -543,7 +543,7 @@ func (lu *liveUser) page(runCtx, ctx context.Context, u *User, session string, d
 			return &adaptrecv1.UserInteractionEvent{
 				UserId: u.ID, ItemId: si.GetItemId(), Action: a, Value: value,
 				SessionId: session, Surface: l.cfg.Surface, Device: device, Position: int32(pos),
-				RequestId: requestID, ModelVersion: key.version, ExperimentArm: key.arm,
+				RequestId: requestID, ModelVersion: key.version, ExperimentArm: key.arm, TimeZone: u.TimeZone.Name,
 			}
 		}
 		arm.Impressions++
@@ -606,7 +606,7 @@ func (lu *liveUser) browse(ctx context.Context, u *User, session string, device 
 	in := func(a adaptrecv1.Action, value float64) *adaptrecv1.UserInteractionEvent {
 		return &adaptrecv1.UserInteractionEvent{
 			UserId: u.ID, ItemId: it.ID, Action: a, Value: value,
-			SessionId: session, Surface: BrowseSurface, Device: device, Position: -1,
+			SessionId: session, Surface: BrowseSurface, Device: device, Position: -1, TimeZone: u.TimeZone.Name,
 		}
 	}
 	m := l.w.Model

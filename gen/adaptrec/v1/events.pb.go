@@ -670,6 +670,9 @@ type UserInteractionEvent struct {
 	RequestId     string `protobuf:"bytes,9,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	ModelVersion  string `protobuf:"bytes,10,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
 	ExperimentArm string `protobuf:"bytes,11,opt,name=experiment_arm,json=experimentArm,proto3" json:"experiment_arm,omitempty"`
+	// time_zone is the client's IANA time zone when known, e.g. "Europe/Paris";
+	// request-time features of training rows (local hour, day of week) use it.
+	TimeZone      string `protobuf:"bytes,12,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -777,6 +780,13 @@ func (x *UserInteractionEvent) GetModelVersion() string {
 func (x *UserInteractionEvent) GetExperimentArm() string {
 	if x != nil {
 		return x.ExperimentArm
+	}
+	return ""
+}
+
+func (x *UserInteractionEvent) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
 	}
 	return ""
 }
@@ -1475,7 +1485,7 @@ const file_adaptrec_v1_events_proto_rawDesc = "" +
 	"\x0eschema_version\x18\x03 \x01(\rR\rschemaVersion\x129\n" +
 	"\n" +
 	"event_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12\x1a\n" +
-	"\bproducer\x18\x05 \x01(\tR\bproducer\"\xf8\x02\n" +
+	"\bproducer\x18\x05 \x01(\tR\bproducer\"\x95\x03\n" +
 	"\x14UserInteractionEvent\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x17\n" +
 	"\aitem_id\x18\x02 \x01(\tR\x06itemId\x12+\n" +
@@ -1490,7 +1500,8 @@ const file_adaptrec_v1_events_proto_rawDesc = "" +
 	"request_id\x18\t \x01(\tR\trequestId\x12#\n" +
 	"\rmodel_version\x18\n" +
 	" \x01(\tR\fmodelVersion\x12%\n" +
-	"\x0eexperiment_arm\x18\v \x01(\tR\rexperimentArm\"\x8d\x01\n" +
+	"\x0eexperiment_arm\x18\v \x01(\tR\rexperimentArm\x12\x1b\n" +
+	"\ttime_zone\x18\f \x01(\tR\btimeZone\"\x8d\x01\n" +
 	"\n" +
 	"ServedItem\x12\x17\n" +
 	"\aitem_id\x18\x01 \x01(\tR\x06itemId\x12\x14\n" +
