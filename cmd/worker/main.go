@@ -44,6 +44,8 @@ var queues = map[string]func(worker.Worker, *deps){
 	activities.TaskQueueDefault: func(w worker.Worker, d *deps) {
 		w.RegisterWorkflow(workflows.HistoryBackfill)
 		w.RegisterActivity(&activities.Backfill{Kafka: d.cfg.Kafka, Store: d.store})
+		w.RegisterWorkflow(workflows.BatchFeatures)
+		w.RegisterActivity(&activities.BatchFeatures{Kafka: d.cfg.Kafka, Store: d.store})
 	},
 }
 
