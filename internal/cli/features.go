@@ -23,7 +23,7 @@ func newFeaturesCmd() *cobra.Command {
 		Use:   "features",
 		Short: "Feature definitions and the feature store",
 	}
-	cmd.AddCommand(newFeaturesValidateCmd(), newFeaturesMaterializeCmd(), newFeaturesRollbackCmd())
+	cmd.AddCommand(newFeaturesValidateCmd(), newFeaturesMaterializeCmd(), newFeaturesRollbackCmd(), newFeaturesGetCmd())
 	return cmd
 }
 
