@@ -14,12 +14,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/adaptrec/adaptrec/activities"
+	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/features/online"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/internal/telemetry"
@@ -37,6 +40,17 @@ func main() {
 type deps struct {
 	cfg   config.Config
 	store *objstore.Store
+	redis *redis.Client
+}
+
+// preloadUsers loads a user feature group's snapshot into the online store
+// before the batch lane makes it current (batch.Job.Preload).
+func (d *deps) preloadUsers(ctx context.Context, group, version string) error {
+	fs, err := features.Load(activities.DefaultFeaturesFile)
+	if err != nil {
+		return err
+	}
+	return online.Preloader(d.redis, fs, online.ObjectSnapshots{Store: d.store}, online.LoadOptions{})(ctx, group, version)
 }
 
 // queues maps each task queue to what its workers run.
@@ -45,7 +59,7 @@ var queues = map[string]func(worker.Worker, *deps){
 		w.RegisterWorkflow(workflows.HistoryBackfill)
 		w.RegisterActivity(&activities.Backfill{Kafka: d.cfg.Kafka, Store: d.store})
 		w.RegisterWorkflow(workflows.BatchFeatures)
-		w.RegisterActivity(&activities.BatchFeatures{Kafka: d.cfg.Kafka, Store: d.store})
+		w.RegisterActivity(&activities.BatchFeatures{Kafka: d.cfg.Kafka, Store: d.store, Preload: d.preloadUsers})
 	},
 }
 
@@ -88,7 +102,9 @@ func run() error {
 		return err
 	})
 
-	d := &deps{cfg: cfg, store: store}
+	rdb := online.NewClient(cfg.Redis)
+	defer rdb.Close()
+	d := &deps{cfg: cfg, store: store, redis: rdb}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ops.Serve(gctx) })
 	for _, q := range cfg.Worker.TaskQueues {

@@ -18,6 +18,7 @@ import (
 	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/batch"
+	"github.com/adaptrec/adaptrec/features/online"
 	"github.com/adaptrec/adaptrec/features/snapshot"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/objstore"
@@ -123,9 +124,14 @@ func featuresMaterialize(ctx context.Context, stdout, stderr io.Writer, cfg conf
 		return err
 	}
 	defer producer.Close()
+	// User groups are loaded into Redis before their pointer moves, so
+	// serving can switch the moment it does.
+	rdb := online.NewClient(cfg.Redis)
+	defer rdb.Close()
 	job := &batch.Job{
 		Store: store, Features: fs, Events: producer, Config: bc, Validation: o.valid,
-		Logf: func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) },
+		Preload: online.Preloader(rdb, fs, online.ObjectSnapshots{Store: store}, online.LoadOptions{}),
+		Logf:    func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) },
 	}
 	groups, err := job.Groups(o.groups)
 	if err != nil {
@@ -192,7 +198,7 @@ func orDash(s string) string {
 }
 
 func newFeaturesRollbackCmd() *cobra.Command {
-	var group string
+	var group, file string
 	cmd := &cobra.Command{
 		Use:   "rollback --group G",
 		Short: "Make a feature group's previous snapshot current again",
@@ -207,14 +213,15 @@ rolls forward again.`,
 			if err != nil {
 				return err
 			}
-			return featuresRollback(cmd.Context(), cmd.OutOrStdout(), cfg, group)
+			return featuresRollback(cmd.Context(), cmd.OutOrStdout(), cfg, group, file)
 		},
 	}
 	cmd.Flags().StringVar(&group, "group", "", "feature group (required), e.g. item_batch")
+	cmd.Flags().StringVar(&file, "file", defaultFeaturesFile, "feature definitions (YAML)")
 	return cmd
 }
 
-func featuresRollback(ctx context.Context, out io.Writer, cfg config.Config, group string) error {
+func featuresRollback(ctx context.Context, out io.Writer, cfg config.Config, group, file string) error {
 	if group == "" {
 		return errors.New("--group is required (e.g. --group item_batch)")
 	}
@@ -227,7 +234,17 @@ func featuresRollback(ctx context.Context, out io.Writer, cfg config.Config, gro
 		return err
 	}
 	defer producer.Close()
-	job := &batch.Job{Store: store, Events: producer}
+	// A user group's previous version may have expired from Redis: load it
+	// again before the pointer moves back.
+	rdb := online.NewClient(cfg.Redis)
+	defer rdb.Close()
+	job := &batch.Job{Store: store, Events: producer, Preload: func(ctx context.Context, group, version string) error {
+		fs, err := features.Load(file)
+		if err != nil {
+			return err
+		}
+		return online.Preloader(rdb, fs, online.ObjectSnapshots{Store: store}, online.LoadOptions{})(ctx, group, version)
+	}}
 	before, err := snapshot.Current(ctx, store, group)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/adaptrec/adaptrec/eventlog"
 	"github.com/adaptrec/adaptrec/events"
+	"github.com/adaptrec/adaptrec/features/online"
 	"github.com/adaptrec/adaptrec/features/snapshot"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
 	"github.com/adaptrec/adaptrec/internal/objstore"
@@ -23,7 +24,7 @@ import (
 // TestFeaturesMaterializeAndRollback runs materialize twice on a small
 // archive and rolls one group back, against real Kafka and S3.
 func TestFeaturesMaterializeAndRollback(t *testing.T) {
-	env := testenv.New(t, testenv.Kafka, testenv.S3)
+	env := testenv.New(t, testenv.Kafka, testenv.S3, testenv.Redis)
 	cfg := env.Config()
 	ctx := t.Context()
 	store := testenv.EventLog(t, cfg)
@@ -77,7 +78,7 @@ func TestFeaturesMaterializeAndRollback(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot materialize item_embedding: the batch job computes the groups user_batch, item_batch, user_item_batch") {
 		t.Errorf("an embedding group: %v", err)
 	}
-	if _, err := runCLI(t, ctx, cfgPath, "features", "rollback", "--group", "item_batch"); !errors.Is(err, snapshot.ErrNotFound) {
+	if _, err := runCLI(t, ctx, cfgPath, "features", "rollback", "--file", file, "--group", "item_batch"); !errors.Is(err, snapshot.ErrNotFound) {
 		t.Errorf("rollback before any snapshot: %v", err)
 	}
 
@@ -97,6 +98,17 @@ func TestFeaturesMaterializeAndRollback(t *testing.T) {
 			t.Errorf("output lacks %s:\n%s", re, out)
 		}
 	}
+	// The user group was loaded into the online store before its pointer
+	// moved, so serving can switch to it at once.
+	users, err := snapshot.Current(ctx, store, "user_batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := online.NewClient(env.Config().Redis)
+	defer rdb.Close()
+	if n, err := rdb.Exists(ctx, online.DefaultKeyPrefix+"meta:user_batch:"+users.Version).Result(); err != nil || n != 1 {
+		t.Errorf("user_batch %s not loaded into Redis before the flip (exists=%d, %v)", users.Version, n, err)
+	}
 	first, err := snapshot.Current(ctx, store, "item_batch")
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +120,7 @@ func TestFeaturesMaterializeAndRollback(t *testing.T) {
 	if !regexp.MustCompile(`\nitem_batch\s+20261121T120000Z-[0-9a-f]{8}\s+11\s+current\s+` + first.Version).MatchString(out) {
 		t.Errorf("second run:\n%s", out)
 	}
-	out, err = runCLI(t, ctx, cfgPath, "features", "rollback", "--group", "item_batch")
+	out, err = runCLI(t, ctx, cfgPath, "features", "rollback", "--file", file, "--group", "item_batch")
 	if err != nil {
 		t.Fatal(err)
 	}
