@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adaptrec/adaptrec/eventlog"
+	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/batch"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
@@ -22,15 +24,15 @@ func simulatedArchive(tb testing.TB, st *objstore.Store, n int64) (*sim.World, t
 	if err != nil {
 		tb.Fatal(err)
 	}
-	a := &archiver{st: st}
+	a := &eventlog.Writer{Store: st, Topic: events.TopicInteractions}
 	var last time.Time
 	if _, err := sim.GenerateHistory(tb.Context(), w, sim.HistoryConfig{Events: n}, func(ctx context.Context, b []*adaptrecv1.Event) error {
 		last = b[len(b)-1].GetEnvelope().GetEventTime().AsTime()
-		return a.add(ctx, b)
+		return a.Add(ctx, b...)
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	if err := a.flush(tb.Context()); err != nil {
+	if err := a.Flush(tb.Context()); err != nil {
 		tb.Fatal(err)
 	}
 	return w, last.Truncate(time.Hour).Add(time.Hour)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adaptrec/adaptrec/eventlog"
+	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features/batch"
 	"github.com/adaptrec/adaptrec/features/offline"
 	"github.com/adaptrec/adaptrec/features/snapshot"
@@ -24,15 +26,15 @@ func BenchmarkPointInTimeJoin1M(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	a := &archiver{st: st}
+	a := &eventlog.Writer{Store: st, Topic: events.TopicInteractions}
 	var impressions int64
 	stats, err := sim.GenerateHistory(ctx, w, sim.HistoryConfig{Events: 1_310_000}, func(ctx context.Context, evs []*adaptrecv1.Event) error {
-		return a.add(ctx, evs)
+		return a.Add(ctx, evs...)
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := a.flush(ctx); err != nil {
+	if err := a.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
 	impressions = stats.ByAction[adaptrecv1.Action_ACTION_IMPRESSION]

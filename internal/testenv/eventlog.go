@@ -13,10 +13,16 @@ import (
 // returns a client for the bucket.
 func EventLog(t testing.TB, cfg config.Config) *objstore.Store {
 	t.Helper()
-	ctx := t.Context()
-	if err := events.EnsureTopics(ctx, cfg.Kafka); err != nil {
+	if err := events.EnsureTopics(t.Context(), cfg.Kafka); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+	return Bucket(t, cfg)
+}
+
+// Bucket creates cfg's S3 bucket if needed and returns a client for it.
+func Bucket(t testing.TB, cfg config.Config) *objstore.Store {
+	t.Helper()
+	ctx := t.Context()
 	store, err := objstore.New(ctx, cfg.S3)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
