@@ -1,0 +1,114 @@
+package nearline
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// shardScript records one partition's totals of one item and returns every
+// partition's. KEYS[1] is the item's shard hash; ARGV: key ttl (ms), then
+// field/value pairs (one per partition shard). A value is "at clicks1h
+// impressions1h clicks30m" with at in unix ms, zero-padded to 15 digits so
+// that comparing strings compares times: a shard older than the stored one
+// (a replay, a zombie owner) is ignored.
+var shardScript = redis.NewScript(`
+local old = redis.call('HGET', KEYS[1], ARGV[2])
+if (not old) or string.sub(old, 1, 15) <= string.sub(ARGV[3], 1, 15) then
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return redis.call('HVALS', KEYS[1])
+`)
+
+func encodeShard(s shard) string {
+	return fmt.Sprintf("%015d %d %d %d", s.at, s.clicks1h, s.impressions1h, s.clicks30m)
+}
+
+func decodeShard(v string) (shard, error) {
+	f := strings.Fields(v)
+	if len(f) != 4 {
+		return shard{}, fmt.Errorf("shard value %q: want 4 fields", v)
+	}
+	var n [4]int64
+	for i, s := range f {
+		x, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return shard{}, fmt.Errorf("shard value %q: %w", v, err)
+		}
+		n[i] = x
+	}
+	return shard{at: n[0], clicks1h: n[1], impressions1h: n[2], clicks30m: n[3]}, nil
+}
+
+// combine sums the shards that can still hold events of the hour before the
+// newest shard's time; it returns that time and the sums.
+func combine(shards []shard) shard {
+	var out shard
+	for _, s := range shards {
+		out.at = max(out.at, s.at)
+	}
+	for _, s := range shards {
+		if s.at <= out.at-hour.Milliseconds() {
+			continue // its owner has seen nothing for an hour
+		}
+		out.clicks1h += s.clicks1h
+		out.impressions1h += s.impressions1h
+		if s.at > out.at-trendWindow.Milliseconds() {
+			out.clicks30m += s.clicks30m
+		}
+	}
+	return out
+}
+
+// shardKey is the item's shard hash. It carries the item id as a hash tag,
+// like the store's own keys, so it lives in the item's cluster slot.
+func shardKey(prefix, item string) string { return prefix + "{" + item + "}:nls" }
+
+// publishShards records this partition's totals of items and returns the
+// combined totals per item, in order.
+func publishShards(ctx context.Context, rdb redis.UniversalClient, prefix, field string, ttlMs int64, items []string, totals []shard) ([]shard, error) {
+	out := make([]shard, len(items))
+	for from := 0; from < len(items); from += 16 {
+		to := min(from+16, len(items))
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.Cmd, 0, to-from)
+		for i := from; i < to; i++ {
+			cmds = append(cmds, shardScript.EvalSha(ctx, pipe, []string{shardKey(prefix, items[i])}, ttlMs, field, encodeShard(totals[i])))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+			if lerr := shardScript.Load(ctx, rdb).Err(); lerr != nil {
+				return nil, fmt.Errorf("load shard script: %w", lerr)
+			}
+			pipe = rdb.Pipeline()
+			cmds = cmds[:0]
+			for i := from; i < to; i++ {
+				cmds = append(cmds, shardScript.EvalSha(ctx, pipe, []string{shardKey(prefix, items[i])}, ttlMs, field, encodeShard(totals[i])))
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return nil, fmt.Errorf("publish item shards: %w", err)
+			}
+		} else if err != nil {
+			return nil, fmt.Errorf("publish item shards: %w", err)
+		}
+		for k, c := range cmds {
+			vals, err := c.StringSlice()
+			if err != nil {
+				return nil, fmt.Errorf("publish shard of item %q: %w", items[from+k], err)
+			}
+			shards := make([]shard, 0, len(vals))
+			for _, v := range vals {
+				s, err := decodeShard(v)
+				if err != nil {
+					return nil, fmt.Errorf("item %q: %w", items[from+k], err)
+				}
+				shards = append(shards, s)
+			}
+			out[from+k] = combine(shards)
+		}
+	}
+	return out, nil
+}
