@@ -24,7 +24,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/adaptrec/adaptrec/consumers/archiver"
+	"github.com/adaptrec/adaptrec/consumers/nearline"
 	"github.com/adaptrec/adaptrec/events"
+	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/features/online"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/internal/telemetry"
@@ -82,6 +85,28 @@ func run() error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ops.Serve(gctx) })
+	if n := cfg.Consumers.Nearline; n.Enabled {
+		fs, err := features.Load(n.FeaturesFile)
+		if err != nil {
+			return fmt.Errorf("nearline features (config key consumers.nearline.features_file): %w", err)
+		}
+		rdb := online.NewClient(cfg.Redis)
+		defer rdb.Close()
+		nl, err := nearline.New(nearline.Config{Kafka: cfg.Kafka, GroupID: n.GroupID}, fs, rdb, log)
+		if err != nil {
+			return err
+		}
+		ops.AddReadiness("nearline", nl.Ready)
+		g.Go(func() error {
+			if err := nl.Run(gctx); err != nil {
+				return fmt.Errorf("nearline: %w", err)
+			}
+			if ctx.Err() == nil {
+				return errors.New("nearline stopped unexpectedly")
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		log.Info("consumers running", "http", ops.Addr(), "brokers", cfg.Kafka.Brokers, "bucket", store.Bucket())
 		if err := arch.Run(gctx); err != nil {

@@ -63,6 +63,8 @@ func startConsumers(t *testing.T, bin string, cfg config.Config, run, flushEvent
 		"ADAPTREC_CONSUMERS_ARCHIVER_FLUSH_EVENTS=" + strconv.Itoa(flushEvents),
 		"ADAPTREC_CONSUMERS_ARCHIVER_DEDUPE_WINDOW=" + strconv.Itoa(a.DedupeWindow),
 		"ADAPTREC_LOG_LEVEL=info",
+		// This test is about the archiver; the nearline consumer needs Redis.
+		"ADAPTREC_CONSUMERS_NEARLINE_ENABLED=false",
 	}
 	logPath := filepath.Join(t.TempDir(), fmt.Sprintf("consumers-%d.log", run))
 	logf, err := os.Create(logPath)

@@ -102,6 +102,18 @@ type Worker struct {
 type Consumers struct {
 	HTTPAddr string   `yaml:"http_addr"`
 	Archiver Archiver `yaml:"archiver"`
+	Nearline Nearline `yaml:"nearline"`
+}
+
+// Nearline configures the consumer that keeps the nearline features of the
+// online store (Redis) fresh from the interaction stream.
+type Nearline struct {
+	// Enabled runs it in cmd/consumers next to the archiver.
+	Enabled bool `yaml:"enabled"`
+	// GroupID is its Kafka consumer group.
+	GroupID string `yaml:"group_id"`
+	// FeaturesFile is the feature definitions file.
+	FeaturesFile string `yaml:"features_file"`
 }
 
 // Archiver configures the consumer that writes the event log to Parquet on S3.
@@ -173,6 +185,11 @@ func Default() Config {
 				FlushInterval: time.Second,
 				FlushEvents:   50000,
 				DedupeWindow:  200000,
+			},
+			Nearline: Nearline{
+				Enabled:      true,
+				GroupID:      "adaptrec-nearline",
+				FeaturesFile: "features/features.yaml",
 			},
 		},
 		Log: Log{Level: "info", Format: "text"},
@@ -249,6 +266,16 @@ func (c Config) Validate() error {
 	}
 	if a.DedupeWindow < 0 {
 		bad("consumers.archiver.dedupe_window", "must be >= 0, got %d", a.DedupeWindow)
+	}
+	if n := c.Consumers.Nearline; n.Enabled {
+		if n.GroupID == "" {
+			bad("consumers.nearline.group_id", "a consumer group id is required")
+		} else if n.GroupID == a.GroupID {
+			bad("consumers.nearline.group_id", "%q is the archiver's group; the two must differ", n.GroupID)
+		}
+		if n.FeaturesFile == "" {
+			bad("consumers.nearline.features_file", "a feature definitions file is required")
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
