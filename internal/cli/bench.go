@@ -44,6 +44,7 @@ line of stdout, with at least "bench" and the benchmark's measurements.`,
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print the result as one JSON object on the last line of stdout")
 	cmd.AddCommand(newBenchIngestCmd(&asJSON, lookupTool))
 	cmd.AddCommand(newBenchFeaturesCmd(&asJSON, lookupTool))
+	cmd.AddCommand(newBenchNearlineCmd(&asJSON, lookupTool))
 	return cmd
 }
 
