@@ -63,7 +63,7 @@ type worker struct {
 	cfg   partitionConfig
 	deps  partitionDeps
 	state stateStore
-	win   *window
+	win   *events.DedupeWindow
 	log   *slog.Logger
 	lagG  func(float64)
 	encs  []*eventlog.Encoder
@@ -75,7 +75,7 @@ func newWorker(cfg partitionConfig, deps partitionDeps) *worker {
 		cfg:   cfg,
 		deps:  deps,
 		state: stateStore{store: deps.store, key: StateKey(cfg.topic, cfg.partition)},
-		win:   newWindow(cfg.dedupeWindow),
+		win:   events.NewDedupeWindow(cfg.dedupeWindow),
 		log:   deps.logger.With("topic", cfg.topic, "partition", cfg.partition),
 		lagG:  g.Set,
 	}
@@ -296,7 +296,7 @@ func (w *worker) warm(m kafka.Message) {
 	if err != nil {
 		return
 	}
-	w.win.seen(e.GetEnvelope().GetEventId(), m.Offset)
+	w.win.Seen(e.GetEnvelope().GetEventId(), m.Offset)
 }
 
 // isReplay reports whether m was re-published from the event log.
@@ -335,7 +335,7 @@ func (w *worker) add(b *batch, m kafka.Message) {
 		b.dead = append(b.dead, deadLetter{msg: m, reason: err.Error(), code: reasonCode(m.Value, at)})
 		return
 	}
-	dup := w.win.seen(e.GetEnvelope().GetEventId(), m.Offset)
+	dup := w.win.Seen(e.GetEnvelope().GetEventId(), m.Offset)
 	if b.redo != nil {
 		// Repeat the first attempt's decisions, whatever the window says.
 		dup = b.redo.isDuplicate(m.Offset)

@@ -25,7 +25,7 @@ type partition struct {
 
 	users   map[string]*userState
 	win     *windows
-	dedupe  *window
+	dedupe  *events.DedupeWindow
 	streamT int64 // latest event time of the partition, unix ms
 
 	dirtyUsers, dirtyItems map[string]bool
@@ -37,7 +37,7 @@ type partition struct {
 func newPartition(c *Consumer, topic string, id int, dlq *kafka.Writer, commit func(int64) error) *partition {
 	return &partition{c: c, topic: topic, id: id, dlq: dlq, commit: commit,
 		users: map[string]*userState{}, win: newWindows(c.cfg.Bucket, c.cfg.Lateness),
-		dedupe: newWindow(max(c.cfg.DedupeWindow, 0)), dirtyUsers: map[string]bool{}, dirtyItems: map[string]bool{}}
+		dedupe: events.NewDedupeWindow(max(c.cfg.DedupeWindow, 0)), dirtyUsers: map[string]bool{}, dirtyItems: map[string]bool{}}
 }
 
 // run works the partition from committed (the group's committed offset, or
@@ -116,7 +116,7 @@ func (p *partition) handle(m kafka.Message, replay bool) {
 		}
 		return
 	}
-	if p.dedupe.seen(e.GetEnvelope().GetEventId(), m.Offset) {
+	if p.dedupe.Seen(e.GetEnvelope().GetEventId(), m.Offset) {
 		if !replay {
 			p.c.duplicates.Add(1)
 			duplicatesTotal.Inc()
