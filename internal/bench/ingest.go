@@ -296,13 +296,9 @@ func (r *ingestRun) run(ctx context.Context) (res IngestResult, err error) {
 	}
 	a.OnFlush = r.onFlush
 
-	world := o.World
-	if world == nil {
-		now := time.Now().UTC()
-		world, err = sim.NewWorld(sim.WorldConfig{Seed: 1, Start: now.Add(-24 * time.Hour).Truncate(time.Hour), Window: 24 * time.Hour})
-		if err != nil {
-			return res, fmt.Errorf("simulated world: %w", err)
-		}
+	world, err := worldOrDefault(o.World)
+	if err != nil {
+		return res, err
 	}
 
 	// The archiver stops when the run ends, however it ends, and drains
@@ -748,4 +744,18 @@ func (r *ingestRun) cleanup(ctx context.Context) error {
 	}
 	r.opts.Logf("cleaned up: %d objects under %s, consumer group %s", len(keys), r.store.URI(""), r.group)
 	return nil
+}
+
+// worldOrDefault returns w, or the benchmarks' default simulated world: seed
+// 1 and the day before now.
+func worldOrDefault(w *sim.World) (*sim.World, error) {
+	if w != nil {
+		return w, nil
+	}
+	now := time.Now().UTC()
+	w, err := sim.NewWorld(sim.WorldConfig{Seed: 1, Start: now.Add(-24 * time.Hour).Truncate(time.Hour), Window: 24 * time.Hour})
+	if err != nil {
+		return nil, fmt.Errorf("simulated world: %w", err)
+	}
+	return w, nil
 }

@@ -250,13 +250,9 @@ func RunNearline(ctx context.Context, cfg config.Config, fs *features.FeatureSet
 	if err != nil {
 		return res, err
 	}
-	world := o.World
-	if world == nil {
-		now := time.Now().UTC()
-		world, err = sim.NewWorld(sim.WorldConfig{Seed: 1, Start: now.Add(-24 * time.Hour).Truncate(time.Hour), Window: 24 * time.Hour})
-		if err != nil {
-			return res, fmt.Errorf("simulated world: %w", err)
-		}
+	world, err := worldOrDefault(o.World)
+	if err != nil {
+		return res, err
 	}
 
 	cctx, stopConsumer := context.WithCancel(ctx)
