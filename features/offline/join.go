@@ -69,7 +69,8 @@ type Config struct {
 	// users' nearline state (session, last action);
 	// DefaultStateLookback (the ttl of user_last_interaction_ms) when zero.
 	StateLookback time.Duration
-	// Zones returns a user's home IANA zone; archived events carry none.
+	// Zones returns a user's home IANA zone, used for events archived
+	// without the client's time_zone.
 	// Without it the local-time request features hold their defaults.
 	Zones func(userID string) string
 	// RowsPerFile caps rows per Parquet part; DefaultRowsPerFile when zero.

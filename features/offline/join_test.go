@@ -209,3 +209,52 @@ func TestPointInTime(t *testing.T) {
 		t.Errorf("with a 2h lag: item_ctr_7d %v, want %v", column(t, m, rows, "item_ctr_7d"), want)
 	}
 }
+
+// TestRequestFeaturesUseArchivedTimeZone proves the local-time request
+// features of a training row come from the client zone archived with the
+// event, and are reported as defaulted when no zone is known at all.
+func TestRequestFeaturesUseArchivedTimeZone(t *testing.T) {
+	st := s3(t)
+	fs := projectFeatures(t)
+	ctx := t.Context()
+	at := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC) // 15:30 in Kolkata, 11:00 in Paris
+	zoned := interaction("z1", at, "u1", "i1", adaptrecv1.Action_ACTION_IMPRESSION, 0, 0, "s", "home", adaptrecv1.Device_DEVICE_MOBILE)
+	zoned.GetInteraction().TimeZone = "Asia/Kolkata"
+	plain := interaction("z2", at.Add(time.Hour), "u2", "i1", adaptrecv1.Action_ACTION_IMPRESSION, 0, 0, "s2", "home", adaptrecv1.Device_DEVICE_MOBILE)
+	archive(t, st, zoned, plain)
+
+	build := func(cfg offline.Config) (offline.Manifest, []offline.Row) {
+		t.Helper()
+		if cfg.From.IsZero() {
+			cfg.From, cfg.To = at.Add(-time.Hour), at.Add(3*time.Hour)
+		}
+		m, err := offline.Build(ctx, st, fs, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := offline.ReadRows(ctx, st, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, rows
+	}
+	m, rows := build(offline.Config{Zones: func(string) string { return "Europe/Paris" }})
+	// z1 in its archived zone (Kolkata, 15); z2 has none: the home zone (Paris, 12).
+	if got := column(t, m, rows, "req_local_hour"); !slices.Equal(got, []float32{15, 12}) {
+		t.Errorf("req_local_hour %v, want [15 12]", got)
+	}
+	if _, ok := m.Defaulted["req_local_hour"]; ok {
+		t.Errorf("req_local_hour reported defaulted: %v", m.Defaulted)
+	}
+
+	// Without home zones, z1 still has its own zone.
+	m, _ = build(offline.Config{})
+	if _, ok := m.Defaulted["req_local_hour"]; ok {
+		t.Errorf("req_local_hour reported defaulted although an event carried its zone: %v", m.Defaulted)
+	}
+	// Only z2, and no home zones: no example has a zone.
+	m, _ = build(offline.Config{From: at.Add(30 * time.Minute), To: at.Add(3 * time.Hour)})
+	if !strings.Contains(m.Defaulted["req_local_hour"], "no time zone") {
+		t.Errorf("req_local_hour not reported defaulted without any zone: %v", m.Defaulted)
+	}
+}

@@ -145,6 +145,8 @@ type joiner struct {
 	events                         int64
 	out                            *writer
 	defaulted                      map[string]string
+	// zoned counts examples whose request features had a time zone.
+	zoned int64
 }
 
 func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *features.Layout, cfg *Config) (*joiner, error) {
@@ -207,8 +209,6 @@ func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *f
 		switch {
 		case f.Lane == features.LaneNearline && !isStateFeature(f.Name):
 			j.defaulted[f.Name] = "nearline feature: the offline join replays only the user state the request lane reads (user_session_*, user_last_interaction_ms)"
-		case f.Lane == features.LaneRequest && cfg.Zones == nil && localTimeFeature(f.Name):
-			j.defaulted[f.Name] = "needs the users' home time zones (Config.Zones): archived events carry none"
 		}
 	}
 	return j, nil
@@ -362,9 +362,13 @@ func (j *joiner) example(ctx context.Context, r *eventlog.Row, t int64, key attr
 			return err
 		}
 	}
-	zone := ""
-	if j.cfg.Zones != nil {
+	// The client's zone archived with the event, else the user's home zone.
+	zone := r.TimeZone
+	if zone == "" && j.cfg.Zones != nil {
 		zone = j.cfg.Zones(r.UserID)
+	}
+	if zone != "" {
+		j.zoned++
 	}
 	rc := features.RequestFromEvent(features.ArchivedEvent{
 		EventTime: r.EventTime, Device: r.Device, SessionID: r.SessionID, Surface: r.Surface,
@@ -461,7 +465,7 @@ func (j *joiner) manifest() Manifest {
 		Purchased:       j.out.purchased,
 		EventsRead:      j.events,
 		Files:           j.out.files,
-		Defaulted:       j.defaulted,
+		Defaulted:       j.defaultedWithZones(),
 	}
 	for _, g := range j.groups {
 		for _, u := range g.uses {
@@ -471,4 +475,19 @@ func (j *joiner) manifest() Manifest {
 		}
 	}
 	return m
+}
+
+// defaultedWithZones adds the local-time request features to the defaulted
+// ones when no example had a time zone (neither archived with the event nor
+// from Config.Zones).
+func (j *joiner) defaultedWithZones() map[string]string {
+	if j.zoned > 0 {
+		return j.defaulted
+	}
+	for _, c := range j.layout.Columns() {
+		if f, _ := j.fs.Lookup(c.Name); f.Lane == features.LaneRequest && localTimeFeature(f.Name) {
+			j.defaulted[f.Name] = "no time zone: events archived without time_zone and no Config.Zones"
+		}
+	}
+	return j.defaulted
 }
