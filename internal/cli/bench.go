@@ -230,31 +230,14 @@ func benchIngest(ctx context.Context, stdout, stderr io.Writer, load func() (con
 			cfg.Consumers.Archiver.FlushEvents = o.flushEvents
 		}
 	} else {
-		dir, err := os.MkdirTemp("", "adaptrec-bench-ingest-")
+		// Assign, not declare: the deferred stop reports into the named err.
+		var stack *devstack.Stack
+		var stop func() error
+		stack, stop, err = startBenchStack(ctx, "ingest", []devstack.Component{devstack.Kafka, devstack.S3}, o.lookupTool, logf)
 		if err != nil {
-			return fmt.Errorf("state directory: %w", err)
+			return err
 		}
-		defer os.RemoveAll(dir)
-		logf("starting kafka and s3 on free ports in %s", dir)
-		begin := time.Now()
-		stack, err := devstack.Start(ctx, devstack.Options{
-			StateDir:   dir,
-			Components: []devstack.Component{devstack.Kafka, devstack.S3},
-			LookupTool: o.lookupTool,
-			Logf:       logf,
-		})
-		if err != nil {
-			return fmt.Errorf("start the benchmark's kafka and s3: %w", err)
-		}
-		defer func() {
-			// Stopping gets time of its own: after Ctrl-C ctx is done.
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if serr := stack.Stop(stopCtx); serr != nil {
-				err = errors.Join(err, fmt.Errorf("stop the benchmark's stack: %w", serr))
-			}
-		}()
-		logf("kafka and s3 ready in %s", time.Since(begin).Round(time.Millisecond))
+		defer func() { err = errors.Join(err, stop()) }()
 		cfg = stack.Config()
 		cfg.Consumers.Archiver.FlushInterval = o.flushInterval
 		cfg.Consumers.Archiver.FlushEvents = o.flushEvents
@@ -290,4 +273,37 @@ func benchIngest(ctx context.Context, stdout, stderr io.Writer, load func() (con
 		Mode:                 mode,
 		Note:                 note,
 	})
+}
+
+// startBenchStack starts comps on free ports in a fresh temporary folder for
+// one benchmark run. stop stops them, with time of its own (after Ctrl-C ctx
+// is done), and removes the folder; call it however the run ends.
+func startBenchStack(ctx context.Context, name string, comps []devstack.Component,
+	lookupTool func(string) (string, error), logf func(string, ...any)) (*devstack.Stack, func() error, error) {
+	dir, err := os.MkdirTemp("", "adaptrec-bench-"+name+"-")
+	if err != nil {
+		return nil, nil, fmt.Errorf("state directory: %w", err)
+	}
+	ports := "free ports"
+	if len(comps) == 1 {
+		ports = "a free port"
+	}
+	logf("starting %v on %s in %s", comps, ports, dir)
+	begin := time.Now()
+	stack, err := devstack.Start(ctx, devstack.Options{StateDir: dir, Components: comps, LookupTool: lookupTool, Logf: logf})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("start the benchmark's %v: %w", comps, err)
+	}
+	logf("%v ready in %s", comps, time.Since(begin).Round(time.Millisecond))
+	stop := func() error {
+		defer os.RemoveAll(dir)
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := stack.Stop(stopCtx); err != nil {
+			return fmt.Errorf("stop the benchmark's %v: %w", comps, err)
+		}
+		return nil
+	}
+	return stack, stop, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -103,30 +102,14 @@ func benchFeatures(ctx context.Context, stdout, stderr io.Writer, load func() (c
 		}
 		mode = "external"
 	} else {
-		dir, err := os.MkdirTemp("", "adaptrec-bench-features-")
+		// Assign, not declare: the deferred stop reports into the named err.
+		var stack *devstack.Stack
+		var stop func() error
+		stack, stop, err = startBenchStack(ctx, "features", []devstack.Component{devstack.Redis}, o.lookupTool, logf)
 		if err != nil {
-			return fmt.Errorf("state directory: %w", err)
+			return err
 		}
-		defer os.RemoveAll(dir)
-		logf("starting redis on a free port in %s", dir)
-		begin := time.Now()
-		stack, err := devstack.Start(ctx, devstack.Options{
-			StateDir:   dir,
-			Components: []devstack.Component{devstack.Redis},
-			LookupTool: o.lookupTool,
-			Logf:       logf,
-		})
-		if err != nil {
-			return fmt.Errorf("start the benchmark's redis: %w", err)
-		}
-		defer func() {
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if serr := stack.Stop(stopCtx); serr != nil {
-				err = errors.Join(err, fmt.Errorf("stop the benchmark's redis: %w", serr))
-			}
-		}()
-		logf("redis ready in %s", time.Since(begin).Round(time.Millisecond))
+		defer func() { err = errors.Join(err, stop()) }()
 		cfg = stack.Config()
 	}
 	rdb := online.NewClient(cfg.Redis)

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -119,30 +117,11 @@ func benchNearline(ctx context.Context, stdout, stderr io.Writer, o benchNearlin
 	stderr = &lockedWriter{w: stderr}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench nearline: "+format+"\n", args...) }
 
-	dir, err := os.MkdirTemp("", "adaptrec-bench-nearline-")
+	stack, stop, err := startBenchStack(ctx, "nearline", []devstack.Component{devstack.Kafka, devstack.Redis}, o.lookupTool, logf)
 	if err != nil {
-		return fmt.Errorf("state directory: %w", err)
+		return err
 	}
-	defer os.RemoveAll(dir)
-	logf("starting kafka and redis on free ports in %s", dir)
-	begin := time.Now()
-	stack, err := devstack.Start(ctx, devstack.Options{
-		StateDir:   dir,
-		Components: []devstack.Component{devstack.Kafka, devstack.Redis},
-		LookupTool: o.lookupTool,
-		Logf:       logf,
-	})
-	if err != nil {
-		return fmt.Errorf("start the benchmark's kafka and redis: %w", err)
-	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if serr := stack.Stop(stopCtx); serr != nil {
-			err = errors.Join(err, fmt.Errorf("stop the benchmark's stack: %w", serr))
-		}
-	}()
-	logf("kafka and redis ready in %s", time.Since(begin).Round(time.Millisecond))
+	defer func() { err = errors.Join(err, stop()) }()
 	cfg := stack.Config()
 	rdb := online.NewClient(cfg.Redis)
 	defer rdb.Close()
