@@ -13,12 +13,10 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/adaptrec/adaptrec/consumers/archiver"
 	"github.com/adaptrec/adaptrec/eventlog"
 	"github.com/adaptrec/adaptrec/events"
-	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/sim"
@@ -466,78 +464,11 @@ func (r *ingestRun) waitJoined(ctx context.Context, a *archiver.Archiver, arch *
 // goroutines, returning once the brokers acknowledged every one.
 func (r *ingestRun) publish(ctx context.Context, world *sim.World) error {
 	o := r.opts
-	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan []*adaptrecv1.Event, 2*o.Producers)
-	g.Go(func() error {
-		defer close(batches)
-		_, err := sim.GenerateHistory(gctx, world, sim.HistoryConfig{
-			Events: int64(o.Events), BatchSize: o.Batch, Workers: 1, Producer: r.producer,
-		}, func(ctx context.Context, batch []*adaptrecv1.Event) error {
-			select {
-			case batches <- batch:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-		return err
-	})
-	var reserved atomic.Int64 // events scheduled so far, for the pacing
-	for i := range o.Producers {
-		g.Go(func() error {
-			p, err := events.NewProducer(r.cfg.Kafka, events.ProducerOptions{BatchSize: o.Batch})
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			msgs := make([]kafka.Message, 0, o.Batch)
-			// Each event is re-enveloped in scratch messages rather than
-			// changed in place: the generator still reads the first and
-			// last event times of a batch after handing it over.
-			var ts timestamppb.Timestamp
-			env := &adaptrecv1.EventEnvelope{EventTime: &ts}
-			out := &adaptrecv1.Event{Envelope: env}
-			for batch := range batches {
-				if o.Rate > 0 {
-					// A batch is due once the events scheduled before it
-					// have had their time at the requested rate, counted
-					// from the first publish.
-					before := reserved.Add(int64(len(batch))) - int64(len(batch))
-					r.start.CompareAndSwap(0, time.Now().UnixNano())
-					due := time.Unix(0, r.start.Load()).Add(time.Duration(float64(before) / o.Rate * float64(time.Second)))
-					if err := sleepUntil(gctx, due); err != nil {
-						return err
-					}
-				}
-				msgs = msgs[:0]
-				for _, e := range batch {
-					now := time.Now()
-					r.start.CompareAndSwap(0, now.UnixNano())
-					src := e.GetEnvelope()
-					env.EventId = events.NewID()
-					env.Type, env.SchemaVersion, env.Producer = src.GetType(), src.GetSchemaVersion(), src.GetProducer()
-					ts.Seconds, ts.Nanos = now.Unix(), int32(now.Nanosecond())
-					out.Payload = e.Payload
-					m, err := events.Message(out)
-					if err != nil {
-						return fmt.Errorf("producer %d: %w", i, err)
-					}
-					msgs = append(msgs, m)
-				}
-				if err := p.WriteMessages(gctx, msgs...); err != nil {
-					return fmt.Errorf("producer %d: %w", i, err)
-				}
-				ack := time.Now().UnixNano()
-				r.published.Add(int64(len(msgs)))
-				storeMax(&r.lastAck, ack)
-			}
-			return nil
-		})
+	live := &liveTraffic{
+		kafka: r.cfg.Kafka, events: o.Events, batch: o.Batch, producers: o.Producers, rate: o.Rate,
+		producer: r.producer, start: &r.start, lastAck: &r.lastAck, sent: &r.published,
 	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	return nil
+	return live.publish(ctx, world)
 }
 
 // storeMax raises v to x.

@@ -11,8 +11,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/adaptrec/adaptrec/consumers/nearline"
 	"github.com/adaptrec/adaptrec/events"
@@ -385,91 +383,34 @@ func waitReady(ctx context.Context, ready func(context.Context) error, cons *run
 // SampleEvery-th one with the poller before it is sent.
 func (r *nearlineRun) publish(ctx context.Context, world *sim.World) error {
 	o := r.opts
-	g, gctx := errgroup.WithContext(ctx)
-	batches := make(chan []*adaptrecv1.Event, 2*o.Producers)
-	g.Go(func() error {
-		defer close(batches)
-		_, err := sim.GenerateHistory(gctx, world, sim.HistoryConfig{
-			Events: int64(o.Events), BatchSize: o.Batch, Workers: 1, Producer: "bench/nearline",
-		}, func(ctx context.Context, batch []*adaptrecv1.Event) error {
-			select {
-			case batches <- batch:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-		return err
-	})
-	var reserved, seq atomic.Int64
-	for i := range o.Producers {
-		g.Go(func() error {
-			p, err := events.NewProducer(r.cfg.Kafka, events.ProducerOptions{BatchSize: o.Batch})
-			if err != nil {
-				return err
-			}
-			defer p.Close()
-			msgs := make([]kafka.Message, 0, o.Batch)
-			var ts timestamppb.Timestamp
-			env := &adaptrecv1.EventEnvelope{EventTime: &ts}
-			out := &adaptrecv1.Event{Envelope: env}
+	var seq atomic.Int64
+	live := &liveTraffic{
+		kafka: r.cfg.Kafka, events: o.Events, batch: o.Batch, producers: o.Producers, rate: o.Rate,
+		producer: "bench/nearline", start: &r.start, lastAck: &r.lastAck, sent: &r.pub,
+		beforeSend: func(batch []*adaptrecv1.Event, at []time.Time) {
 			var samples []nearlineSample
 			users, items := map[string]struct{}{}, map[string]struct{}{}
-			for batch := range batches {
-				if o.Rate > 0 {
-					before := reserved.Add(int64(len(batch))) - int64(len(batch))
-					r.start.CompareAndSwap(0, time.Now().UnixNano())
-					due := time.Unix(0, r.start.Load()).Add(time.Duration(float64(before) / o.Rate * float64(time.Second)))
-					if err := sleepUntil(gctx, due); err != nil {
-						return err
-					}
+			for j, e := range batch {
+				u := e.GetInteraction().GetUserId()
+				users[u] = struct{}{}
+				items[e.GetInteraction().GetItemId()] = struct{}{}
+				if seq.Add(1)%int64(o.SampleEvery) == 0 && u != "" {
+					samples = append(samples, nearlineSample{user: u, at: at[j], ms: at[j].UnixMilli()})
 				}
-				msgs, samples = msgs[:0], samples[:0]
-				clear(users)
-				clear(items)
-				for _, e := range batch {
-					now := time.Now()
-					r.start.CompareAndSwap(0, now.UnixNano())
-					src := e.GetEnvelope()
-					env.EventId = events.NewID()
-					env.Type, env.SchemaVersion, env.Producer = src.GetType(), src.GetSchemaVersion(), src.GetProducer()
-					ts.Seconds, ts.Nanos = now.Unix(), int32(now.Nanosecond())
-					out.Payload = e.Payload
-					m, err := events.Message(out)
-					if err != nil {
-						return fmt.Errorf("producer %d: %w", i, err)
-					}
-					msgs = append(msgs, m)
-					u := e.GetInteraction().GetUserId()
-					users[u] = struct{}{}
-					items[e.GetInteraction().GetItemId()] = struct{}{}
-					if seq.Add(1)%int64(o.SampleEvery) == 0 && u != "" {
-						samples = append(samples, nearlineSample{user: u, at: now, ms: now.UnixMilli()})
-					}
-				}
-				r.mu.Lock()
-				r.pending = append(r.pending, samples...)
-				r.samples += int64(len(samples))
-				for u := range users {
-					r.users[u] = struct{}{}
-				}
-				for it := range items {
-					r.items[it] = struct{}{}
-				}
-				r.mu.Unlock()
-				if err := p.WriteMessages(gctx, msgs...); err != nil {
-					return fmt.Errorf("producer %d: %w", i, err)
-				}
-				r.pub.Add(int64(len(msgs)))
-				storeMax(&r.lastAck, time.Now().UnixNano())
 			}
-			return nil
-		})
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.pending = append(r.pending, samples...)
+			r.samples += int64(len(samples))
+			for u := range users {
+				r.users[u] = struct{}{}
+			}
+			for it := range items {
+				r.items[it] = struct{}{}
+			}
+		},
 	}
-	if err := g.Wait(); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	return nil
+	return live.publish(ctx, world)
 }
 
 // poll reads, as serving would, the probed value of every pending sample's
