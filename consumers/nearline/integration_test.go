@@ -54,7 +54,7 @@ func TestConsumerWritesNearlineFeatures(t *testing.T) {
 	rdb := online.NewClient(cfg.Redis)
 	t.Cleanup(func() { rdb.Close() })
 	c, err := nearline.New(nearline.Config{
-		Kafka: cfg.Kafka, GroupID: "nearline-test", FlushInterval: 50 * time.Millisecond,
+		Kafka: cfg.Kafka, GroupID: "nearline-test", FlushInterval: 50 * time.Millisecond, Refresh: 2 * time.Second,
 		ClicksPer30m: func(item string) (float64, bool) { return 1, item == "i1" },
 	}, fs, rdb, nil)
 	if err != nil {
@@ -110,6 +110,29 @@ func TestConsumerWritesNearlineFeatures(t *testing.T) {
 		"i1/item_ctr_1h":                            float32((7 + 100*0.03) / (7 + 100.0)),
 		"i1/item_trending_velocity_30m":             float32((7 + 1) / (1 + 1.0)),
 	}
+	expectValues(ctx, t, st, want)
+	// With no further events, the windowed values are rewritten once per
+	// Refresh with the time they are correct at, so readers keep finding
+	// them within their freshness SLA.
+	after := time.Now()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		if err := st.RefreshNearline(ctx); err != nil {
+			return err
+		}
+		ex, err := st.Explain(ctx, "u1", []string{"i1"}, online.Request{Now: time.Now()})
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, v := range ex.Values {
+			if (v.EntityID == "u1" && v.Feature.Name == "user_clicks_1h") || (v.EntityID == "i1" && v.Feature.Name == "item_clicks_1h") {
+				if !v.UpdatedAt.After(after) {
+					errs = append(errs, fmt.Errorf("%s %s written at %s, not rewritten since %s", v.EntityID, v.Feature.Name, v.UpdatedAt, after))
+				}
+			}
+		}
+		return errors.Join(errs...)
+	})
 	expectValues(ctx, t, st, want)
 	if s := c.Stats(); s.Duplicates != 1 || s.DeadLettered != 1 {
 		t.Errorf("stats %+v: want 1 duplicate and 1 dead letter", s)

@@ -40,9 +40,11 @@
 // bucket is held (buckets are held while they can be in an hour window
 // ending at the watermark) and dropped otherwise; both outcomes are
 // counted in adaptrec_nearline_late_events_total. Windowed values change
-// as time passes: when a partition is caught up (a fetch finds nothing)
-// and a bucket boundary has passed, it rewrites the windowed values of
-// every user and item it holds with At = now.
+// as time passes, and readers treat a value older than its freshness SLA as
+// stale, so every held user and item is rewritten with the time it is
+// correct at (the wall clock when caught up, else the stream time) once per
+// Config.Refresh, the rewrites spread over the period (see phases) so that
+// no flush carries them all.
 //
 // # Delivery
 //
@@ -106,6 +108,12 @@ type Config struct {
 	// DedupeWindow is how many recent offsets' event ids are remembered per
 	// partition (default 100000; negative disables).
 	DedupeWindow int
+	// Refresh is how often every held windowed value is rewritten with the
+	// time it is correct at, so that readers never find it older than its
+	// freshness SLA while nothing happens to its user or item. The
+	// rewrites are spread over the period (see phases). Default: half the
+	// smallest freshness_sla of the windowed features written, or 30s.
+	Refresh time.Duration
 	// Warmup is how far back in time a newly assigned partition is re-read
 	// to rebuild its state (default 1h plus Lateness; negative disables).
 	Warmup time.Duration
@@ -211,6 +219,9 @@ func New(cfg Config, fs *features.FeatureSet, rdb redis.UniversalClient, logger 
 	if cfg.FlushInterval < 0 || cfg.Lateness < 0 {
 		errs = append(errs, fmt.Errorf("nearline: FlushInterval and Lateness must be >= 0, got %s and %s", cfg.FlushInterval, cfg.Lateness))
 	}
+	if cfg.Refresh < 0 {
+		errs = append(errs, fmt.Errorf("nearline: Refresh must be >= 0, got %s", cfg.Refresh))
+	}
 	if cfg.Bucket < time.Millisecond || hour%cfg.Bucket != 0 {
 		errs = append(errs, fmt.Errorf("nearline: Bucket must divide an hour, got %s", cfg.Bucket))
 	}
@@ -246,7 +257,30 @@ func New(cfg Config, fs *features.FeatureSet, rdb redis.UniversalClient, logger 
 	if f, ok := fs.Lookup("item_ctr_1h"); ok {
 		c.ctrPrior = float64(f.Default.Float)
 	}
+	if c.cfg.Refresh == 0 {
+		c.cfg.Refresh = defaultRefresh(fs, c.user, c.item)
+	}
 	return c, nil
+}
+
+// windowedFeatures are the written features whose values change with time
+// alone: they are what the periodic refresh is for.
+var windowedFeatures = []string{"user_clicks_1h", "user_purchases_1h", "item_clicks_1h", "item_impressions_1h",
+	"item_ctr_1h", "item_trending_velocity_30m"}
+
+// defaultRefresh is half the smallest freshness SLA of the windowed
+// features written, at least a second; 30s when none declares one.
+func defaultRefresh(fs *features.FeatureSet, user, item map[string]bool) time.Duration {
+	sla := time.Duration(0)
+	for _, n := range windowedFeatures {
+		if f, ok := fs.Lookup(n); ok && (user[n] || item[n]) && f.FreshnessSLA > 0 && (sla == 0 || f.FreshnessSLA < sla) {
+			sla = f.FreshnessSLA
+		}
+	}
+	if sla == 0 {
+		return 30 * time.Second
+	}
+	return max(sla/2, time.Second)
 }
 
 // Stats returns totals since New.

@@ -32,12 +32,16 @@ type partition struct {
 	dead                   []kafka.Message
 	applied                int64
 	lastTick               int64 // bucket of the last tick
+	// userPhases and itemPhases spread the periodic rewrite of the held
+	// users and items over Config.Refresh.
+	userPhases, itemPhases *phases
 }
 
 func newPartition(c *Consumer, topic string, id int, dlq *kafka.Writer, commit func(int64) error) *partition {
 	return &partition{c: c, topic: topic, id: id, dlq: dlq, commit: commit,
 		users: map[string]*userState{}, win: newWindows(c.cfg.Bucket, c.cfg.Lateness),
-		dedupe: events.NewDedupeWindow(max(c.cfg.DedupeWindow, 0)), dirtyUsers: map[string]bool{}, dirtyItems: map[string]bool{}}
+		dedupe: events.NewDedupeWindow(max(c.cfg.DedupeWindow, 0)), dirtyUsers: map[string]bool{}, dirtyItems: map[string]bool{},
+		userPhases: newPhases(c.cfg.Refresh.Milliseconds()), itemPhases: newPhases(c.cfg.Refresh.Milliseconds())}
 }
 
 // run works the partition from committed (the group's committed offset, or
@@ -134,12 +138,18 @@ func (p *partition) handle(m kafka.Message, replay bool) {
 		if u == nil {
 			u = &userState{}
 			p.users[ev.user] = u
+			p.userPhases.add(ev.user)
 		}
 		u.apply(ev)
 		p.dirtyUsers[ev.user] = true
 	}
 	if ev.item != "" {
-		switch p.win.add(ev.item, ev.t, ev.isClick, ev.isImpression) {
+		_, held := p.win.items[ev.item]
+		late := p.win.add(ev.item, ev.t, ev.isClick, ev.isImpression)
+		if _, now := p.win.items[ev.item]; now && !held {
+			p.itemPhases.add(ev.item)
+		}
+		switch late {
 		case lateCounted:
 			p.c.lateCounted.Add(1)
 			lateTotal.WithLabelValues("counted").Inc()
@@ -159,31 +169,33 @@ func (p *partition) handle(m kafka.Message, replay bool) {
 	}
 }
 
-// tick rewrites the windowed values of everything held when a bucket
-// boundary has passed since the last tick. now is the time the partition's
-// values are correct at: the wall clock when it is caught up, its latest
-// event time otherwise.
+// tick moves the partition's time to now: the wall clock when it is caught
+// up, its latest event time otherwise. The held users and items whose
+// refresh phase has come up since the last tick are marked for rewriting
+// (each once per Config.Refresh, spread over it); at a bucket boundary,
+// users and items with nothing left in any window are dropped, an
+// evicted item getting one last write of its (zero) shard.
 func (p *partition) tick(now int64) {
 	t := max(now, p.streamT)
+	p.streamT = t
+	p.win.maxT = max(p.win.maxT, t)
+	p.userPhases.advance(t, func(id string) { p.dirtyUsers[id] = true })
+	p.itemPhases.advance(t, func(id string) { p.dirtyItems[id] = true })
 	b := floorTo(t, p.win.bucket)
 	if b == p.lastTick {
 		return
 	}
 	p.lastTick = b
-	p.streamT = t
-	p.win.maxT = max(p.win.maxT, t)
 	for id, u := range p.users {
-		p.dirtyUsers[id] = true
 		if u.idle(t) && t-u.lastEvent > 2*hour.Milliseconds() {
 			delete(p.users, id)
 			delete(p.dirtyUsers, id)
+			p.userPhases.remove(id)
 		}
 	}
-	for id := range p.win.items {
-		p.dirtyItems[id] = true
-	}
 	for _, id := range p.win.evict() {
-		p.dirtyItems[id] = true // one last write of its (zero) shard
+		p.dirtyItems[id] = true
+		p.itemPhases.remove(id)
 	}
 }
 

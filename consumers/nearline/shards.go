@@ -68,12 +68,15 @@ func combine(shards []shard) shard {
 // like the store's own keys, so it lives in the item's cluster slot.
 func shardKey(prefix, item string) string { return prefix + "{" + item + "}:nls" }
 
+// shardPipeline is how many shard scripts go in one round trip.
+const shardPipeline = 256
+
 // publishShards records this partition's totals of items and returns the
 // combined totals per item, in order.
 func publishShards(ctx context.Context, rdb redis.UniversalClient, prefix, field string, ttlMs int64, items []string, totals []shard) ([]shard, error) {
 	out := make([]shard, len(items))
-	for from := 0; from < len(items); from += 16 {
-		to := min(from+16, len(items))
+	for from := 0; from < len(items); from += shardPipeline {
+		to := min(from+shardPipeline, len(items))
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.Cmd, 0, to-from)
 		for i := from; i < to; i++ {

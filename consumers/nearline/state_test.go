@@ -2,6 +2,7 @@ package nearline
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -93,5 +94,52 @@ func TestCombineShards(t *testing.T) {
 	}
 	if r := smoothedRate(0, 0, 0.03); r != 0.03 {
 		t.Fatalf("rate without trials = %v, want the prior", r)
+	}
+}
+
+// TestPhasesSpreadRefresh: every held id is marked once per period, a
+// share at a time; removed ids are not; a jump marks one slot only.
+func TestPhasesSpreadRefresh(t *testing.T) {
+	const period = 64_000 // ms: one slot per second
+	p := newPhases(period)
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = "id" + strconv.Itoa(i)
+		p.add(ids[i])
+	}
+	p.remove(ids[0])
+	if p.len() != 999 {
+		t.Fatalf("len = %d, want 999", p.len())
+	}
+	base := int64(1_000_000) * period
+	marked := map[string]int{}
+	mark := func(id string) { marked[id]++ }
+	p.advance(base, mark) // first call: the current slot only
+	first := len(marked)
+	if first == 0 || first > 100 {
+		t.Fatalf("first advance marked %d ids, want one slot's share", first)
+	}
+	clear(marked)
+	most := 0
+	for s := int64(1); s <= refreshSlots; s++ {
+		before := len(marked)
+		p.advance(base+s*1000, mark)
+		most = max(most, len(marked)-before)
+	}
+	if len(marked) != 999 || marked[ids[0]] != 0 {
+		t.Fatalf("one period marked %d ids (removed one %d times), want 999 and 0", len(marked), marked[ids[0]])
+	}
+	for id, n := range marked {
+		if n != 1 {
+			t.Fatalf("%s marked %d times in one period", id, n)
+		}
+	}
+	if most > 100 {
+		t.Fatalf("one second marked %d ids: the refresh is not spread", most)
+	}
+	clear(marked)
+	p.advance(base+10*period, mark) // a jump of many periods
+	if len(marked) > 100 {
+		t.Fatalf("a jump marked %d ids, want one slot's share", len(marked))
 	}
 }

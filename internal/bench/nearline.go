@@ -35,7 +35,9 @@ const NearlineProbeFeature = features.FeatureSessionKey
 
 // Defaults of NearlineOptions.
 const (
-	DefaultNearlineEvents      = 300_000
+	// The default run publishes at DefaultNearlineRate for a minute.
+	DefaultNearlineEvents      = 1_500_000
+	DefaultNearlineRate        = 25_000.0
 	DefaultNearlineProducers   = 2
 	DefaultNearlineBatch       = 1000
 	DefaultNearlineSampleEvery = 100
