@@ -44,10 +44,11 @@ type scratch struct {
 	hashes    []uint64           // this call's item id hashes
 	vec       []float32
 	keys      []string
-	keyGroup  []int // plan.userBatch index of each MGET key
-	batchStr  []string
+	keyGroup  []int // slot of each MGET key: plan.userBatch index, then len(userBatch)+plan.pairBatch index
+	batchStr  []string // per slot
 	batchOK   []bool
-	near      []map[string]string
+	near      []map[string]string // per plan.userNearline, then plan.pairNearline
+	pairs     pairScratch
 	hist      []int32 // candidates per item class
 	// degraded says why the user read failed; "" when it did not.
 	degraded string
@@ -77,9 +78,14 @@ func (a *Assembler) newScratch() *scratch {
 		user:     fs.NewRecord(features.EntityUser),
 		req:      fs.NewRecord(features.EntityRequest),
 		vec:      make([]float32, a.vecLen),
-		batchStr: make([]string, len(p.userBatch)),
-		batchOK:  make([]bool, len(p.userBatch)),
-		near:     make([]map[string]string, len(p.userNearline)),
+		batchStr: make([]string, len(p.userBatch)+len(p.pairBatch)),
+		batchOK:  make([]bool, len(p.userBatch)+len(p.pairBatch)),
+		near:     make([]map[string]string, len(p.userNearline)+len(p.pairNearline)),
+	}
+	sc.pairs.batch = make([]pairTable, len(p.pairBatch))
+	sc.pairs.near = make([][]pairTable, len(p.pairNearline))
+	for k, g := range p.pairNearline {
+		sc.pairs.near[k] = make([]pairTable, len(g.feats))
 	}
 	return sc
 }
@@ -131,11 +137,19 @@ func (a *Assembler) Assemble(ctx context.Context, userID string, itemIDs []strin
 	if err := a.s.fillRequest(req.Context, sc, res, nil); err != nil {
 		return err
 	}
+	if err := a.s.fillPairs(v, itemIDs, now, sc, res, nil); err != nil {
+		return err
+	}
 	a.s.countNotServed(res, len(itemIDs))
-	if err := a.layout.FillBatch(dst, sc.user, sc.req, sc.rows, nil); err != nil {
+	var pairs []*features.Record
+	if len(sc.pairs.rows) == len(itemIDs) {
+		pairs = sc.pairs.rows
+	}
+	if err := a.layout.FillBatch(dst, sc.user, sc.req, sc.rows, pairs); err != nil {
 		return fmt.Errorf("assemble: %w", err)
 	}
 	clear(sc.rows)
+	clear(sc.pairs.rows)
 	a.s.record(res)
 	assembleSeconds.Observe(time.Since(start).Seconds())
 	return nil
@@ -150,7 +164,7 @@ func (s *Store) readUser(ctx context.Context, v *view, userID string, wall time.
 	clear(sc.batchOK)
 	clear(sc.near)
 	sc.keys, sc.keyGroup = sc.keys[:0], sc.keyGroup[:0]
-	if userID == "" || len(p.userBatch)+len(p.userNearline) == 0 {
+	if userID == "" || len(p.userBatch)+len(p.userNearline)+len(p.pairBatch)+len(p.pairNearline) == 0 {
 		return
 	}
 	for k, g := range p.userBatch {
@@ -159,7 +173,13 @@ func (s *Store) readUser(ctx context.Context, v *view, userID string, wall time.
 			sc.keyGroup = append(sc.keyGroup, k)
 		}
 	}
-	if len(sc.keys) == 0 && len(p.userNearline) == 0 {
+	for k, g := range p.pairBatch {
+		if u := v.pairs[k]; u != nil {
+			sc.keys = append(sc.keys, s.keys.pairBatch(g.name, u.version, userID))
+			sc.keyGroup = append(sc.keyGroup, len(p.userBatch)+k)
+		}
+	}
+	if len(sc.keys) == 0 && len(p.userNearline)+len(p.pairNearline) == 0 {
 		return
 	}
 	if !s.breaker.allow(wall) {
@@ -176,6 +196,9 @@ func (s *Store) readUser(ctx context.Context, v *view, userID string, wall time.
 	var hget [4]*redis.MapStringStringCmd
 	hcmds := hget[:0]
 	for _, g := range p.userNearline {
+		hcmds = append(hcmds, pipe.HGetAll(rctx, s.keys.nearline(g.name, userID)))
+	}
+	for _, g := range p.pairNearline {
 		hcmds = append(hcmds, pipe.HGetAll(rctx, s.keys.nearline(g.name, userID)))
 	}
 	if _, err := pipe.Exec(rctx); err != nil {

@@ -18,7 +18,12 @@
 // User features are read from Redis with one round trip per request: one
 // packed binary record per (user, batch group) under a key that names the
 // snapshot version, and one small hash per (user, nearline group) whose
-// fields carry their own update time. LoadUsersFromSnapshot (the batch
+// fields carry their own update time. User×item features travel with their
+// user in the same round trip: per (user, user×item batch group) one table
+// of the user's pairs (item id → packed record) per snapshot version, and
+// per user×item nearline feature one hash field holding every item's value;
+// candidates are looked up in them (LoadPairsFromSnapshot,
+// Writer.WritePairsNearline). LoadUsersFromSnapshot (the batch
 // lane's Preloader) materializes a snapshot's user rows before it becomes
 // current; Writer is what the nearline lane calls, and documents the write
 // contract readers rely on.

@@ -34,8 +34,9 @@ type Explanation struct {
 	// Result is the per-group report, as Assemble gives it.
 	Result Result
 	// Values holds every feature of the user, the request and each item in
-	// turn (user×item features are not served and left out), each entity's
-	// in canonical order.
+	// turn, each item followed by its user×item features (EntityID is the
+	// item's id: the user is the one asked about), each entity's in
+	// canonical order.
 	Values []Explained
 }
 
@@ -82,6 +83,9 @@ func (s *Store) Explain(ctx context.Context, userID string, itemIDs []string, re
 	if err := s.fillItems(v, itemIDs, now, sc, res, tr); err != nil {
 		return nil, err
 	}
+	if err := s.fillPairs(v, itemIDs, now, sc, res, tr); err != nil {
+		return nil, err
+	}
 	s.countNotServed(res, len(itemIDs))
 
 	// One entry per (entity, feature) in canonical order.
@@ -98,6 +102,12 @@ func (s *Store) Explain(ctx context.Context, userID string, itemIDs []string, re
 		e := Explained{Entity: t.f.Entity, Feature: t.f, Source: t.src, Version: t.version}
 		rec := sc.user
 		switch {
+		case t.item >= 0 && t.f.Entity == features.EntityUserItem:
+			e.EntityID = itemIDs[t.item]
+			rec = nil
+			if t.item < len(sc.pairs.rows) {
+				rec = sc.pairs.rows[t.item]
+			}
 		case t.item >= 0:
 			e.EntityID = itemIDs[t.item]
 			rec = sc.rows[t.item]

@@ -5,8 +5,9 @@ package online
 // reads stay one multi-key command per node.
 //
 //	<prefix>{<user>}:b:<group>:<version>  packed batch record (string)
+//	<prefix>{<user>}:p:<group>:<version>  the user's user×item pair table (string, pairs.go)
 //	<prefix>meta:<group>:<version>        JSON meta of a loaded batch version
-//	<prefix>{<entity>}:n:<group>          nearline values (hash: feature → value)
+//	<prefix>{<entity>}:n:<group>          nearline values (hash: feature → value; user×item: the user's, every item in the value)
 //	<prefix>changes:<group>               items by last nearline write (sorted set)
 type keys struct{ prefix string }
 

@@ -48,7 +48,7 @@ type groupPlan struct {
 	// indicator is set to 1 on entities whose values of this (nearline)
 	// group were stale or unavailable.
 	indicator *features.Feature
-	// served says the store reads this group; false for user×item groups
+	// served says the store reads this group; false for the request group
 	// and groups holding only staleness indicators.
 	served bool
 	// index is the group's position in plan.groups and Result.Groups.
@@ -62,6 +62,8 @@ type plan struct {
 	byName map[string]*groupPlan
 	// Groups the store serves, by entity and lane.
 	userBatch, userNearline, itemBatch, itemNearline []*groupPlan
+	// pairBatch and pairNearline are the user×item groups; pairAll both.
+	pairBatch, pairNearline, pairAll []*groupPlan
 	// request is the request group, nil when the set has none.
 	request *groupPlan
 	// indicators are the features the store computes.
@@ -136,6 +138,14 @@ func newPlan(fs *features.FeatureSet, twins, indicators map[string]string) (*pla
 		case g.Entity == features.EntityItem && g.Lane == features.LaneNearline:
 			gp.served = true
 			p.itemNearline = append(p.itemNearline, gp)
+		case g.Entity == features.EntityUserItem && g.Lane == features.LaneBatch:
+			gp.served = true
+			p.pairBatch = append(p.pairBatch, gp)
+			p.pairAll = append(p.pairAll, gp)
+		case g.Entity == features.EntityUserItem && g.Lane == features.LaneNearline:
+			gp.served = true
+			p.pairNearline = append(p.pairNearline, gp)
+			p.pairAll = append(p.pairAll, gp)
 		}
 		p.groups = append(p.groups, gp)
 		p.byName[g.Name] = gp
@@ -145,7 +155,7 @@ func newPlan(fs *features.FeatureSet, twins, indicators map[string]string) (*pla
 		f, fok := fs.Lookup(indicators[name])
 		switch {
 		case !fok:
-		case !ok || gp.lane != features.LaneNearline || !gp.served:
+		case !ok || gp.lane != features.LaneNearline || !gp.served || gp.entity == features.EntityUserItem:
 			errs = append(errs, fmt.Errorf("StaleIndicators[%s]: not a user or item nearline group of %s", name, fs.Source()))
 		case f.Entity != gp.entity:
 			errs = append(errs, fmt.Errorf("StaleIndicators[%s]: %s is a %s feature, the group holds %s features", name, f.Name, f.Entity, gp.entity))

@@ -120,13 +120,13 @@ func TestNearlineRefreshReadsOnlyWhatChanged(t *testing.T) {
 	}
 }
 
-func TestPreloaderLoadsOnlyUserBatchGroups(t *testing.T) {
+func TestPreloaderLoadsOnlyUserAndPairBatchGroups(t *testing.T) {
 	t.Parallel()
 	fs := testSet(t)
 	// No Redis and no snapshots: groups that need nothing must not touch
 	// them, unknown ones must fail.
 	pre := Preloader(nil, fs, nil, LoadOptions{})
-	for _, g := range []string{"item_batch", "item_embedding", "user_item_batch"} {
+	for _, g := range []string{"item_batch", "item_embedding"} {
 		if err := pre(t.Context(), g, "20261122T000000Z-00000000"); err != nil {
 			t.Errorf("preload %s: %v", g, err)
 		}

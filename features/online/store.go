@@ -43,8 +43,9 @@ type Store struct {
 // published.
 type view struct {
 	items *itemView
-	// users is parallel to plan.userBatch; nil entries have no version.
-	users []*userVersion
+	// users is parallel to plan.userBatch, pairs to plan.pairBatch; nil
+	// entries have no version.
+	users, pairs []*userVersion
 }
 
 // New returns a store serving the features of fs. Nothing is loaded until
@@ -70,6 +71,7 @@ func New(fs *features.FeatureSet, rdb redis.UniversalClient, snaps Snapshots, op
 	s.view.Store(&view{
 		items: buildItemView(make([]*batchTable, len(p.itemBatch)), make([]*nearTable, len(p.itemNearline))),
 		users: make([]*userVersion, len(p.userBatch)),
+		pairs: make([]*userVersion, len(p.pairBatch)),
 	})
 	return s, nil
 }
@@ -89,6 +91,11 @@ func (s *Store) Versions() map[string]string {
 	}
 	for k, g := range s.plan.userBatch {
 		if u := v.users[k]; u != nil {
+			out[g.name] = u.version
+		}
+	}
+	for k, g := range s.plan.pairBatch {
+		if u := v.pairs[k]; u != nil {
 			out[g.name] = u.version
 		}
 	}
@@ -114,6 +121,11 @@ func (s *Store) Ready() error {
 			errs = append(errs, fmt.Errorf("user group %s: no snapshot version loaded", g.name))
 		}
 	}
+	for k, g := range s.plan.pairBatch {
+		if v.pairs[k] == nil {
+			errs = append(errs, fmt.Errorf("user×item group %s: no snapshot version loaded", g.name))
+		}
+	}
 	for k, g := range s.plan.itemNearline {
 		if v.items.near[k] == nil {
 			errs = append(errs, fmt.Errorf("item group %s: nearline values never refreshed", g.name))
@@ -131,6 +143,7 @@ func (s *Store) Refresh(ctx context.Context) error {
 	var groups []*groupPlan
 	groups = append(groups, s.plan.itemBatch...)
 	groups = append(groups, s.plan.userBatch...)
+	groups = append(groups, s.plan.pairBatch...)
 	return s.refresh(ctx, groups)
 }
 
@@ -157,6 +170,7 @@ func (s *Store) refresh(ctx context.Context, groups []*groupPlan) error {
 	cur := s.view.Load()
 	batch := append([]*batchTable(nil), cur.items.batch...)
 	users := append([]*userVersion(nil), cur.users...)
+	pairs := append([]*userVersion(nil), cur.pairs...)
 	itemsChanged, usersChanged := false, false
 	var errs []error
 	for _, g := range groups {
@@ -185,24 +199,28 @@ func (s *Store) refresh(ctx context.Context, groups []*groupPlan) error {
 			}
 			batch[k], itemsChanged = t, true
 			snapshotAge.WithLabelValues(g.name).Set(float64(t.asOf.Unix()))
-		case features.EntityUser:
-			k := indexOf(s.plan.userBatch, g)
-			if u := users[k]; u != nil && u.version == p.Version {
+		case features.EntityUser, features.EntityUserItem:
+			list, versions := s.plan.userBatch, users
+			if g.entity == features.EntityUserItem {
+				list, versions = s.plan.pairBatch, pairs
+			}
+			k := indexOf(list, g)
+			if u := versions[k]; u != nil && u.version == p.Version {
 				continue
 			}
-			u, err := readUserVersion(ctx, s.rdb, s.plan.fs, s.keys, g.name, p.Version)
+			u, err := readUserVersion(ctx, s.rdb, s.plan.fs, s.keys, g.entity, g.name, p.Version)
 			if err != nil {
 				snapshotLoadsTotal.WithLabelValues(g.name, "error").Inc()
 				errs = append(errs, fmt.Errorf("group %s: %w", g.name, err))
 				continue
 			}
-			users[k], usersChanged = u, true
+			versions[k], usersChanged = u, true
 			snapshotAge.WithLabelValues(g.name).Set(float64(u.asOf.Unix()))
 		}
 		snapshotLoadsTotal.WithLabelValues(g.name, "ok").Inc()
 	}
 	if itemsChanged || usersChanged {
-		next := &view{items: cur.items, users: users}
+		next := &view{items: cur.items, users: users, pairs: pairs}
 		if itemsChanged {
 			now := time.Now().UnixMilli()
 			near := make([]*nearTable, len(cur.items.near))
@@ -372,7 +390,7 @@ func (s *Store) refreshNearlineGroup(ctx context.Context, k int, g *groupPlan) e
 		// Refreshes are background work: let requests run first.
 		runtime.Gosched()
 	}
-	next := &view{users: cur.users}
+	next := &view{users: cur.users, pairs: cur.pairs}
 	items, changed, bad := cur.items.withNearline(k, g, ids, fields, cursor, recent)
 	if bad > 0 {
 		corruptValuesTotal.WithLabelValues(g.name).Add(float64(bad))

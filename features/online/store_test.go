@@ -125,6 +125,15 @@ func (s *stack) publish(t *testing.T, group string, asOf time.Time, rows []snaps
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m.Entity == features.EntityUserItem {
+		stats, err := online.LoadPairsFromSnapshot(ctx, s.rdb, s.fs, s.snaps, group, m.Version, online.LoadOptions{Batch: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Pairs != int64(len(rows)) || stats.Dropped != 0 {
+			t.Fatalf("load pairs: %+v for %d rows", stats, len(rows))
+		}
+	}
 	if m.Entity == features.EntityUser {
 		var progress []int64
 		stats, err := online.LoadUsersFromSnapshot(ctx, s.rdb, s.fs, s.snaps, group, m.Version, online.LoadOptions{
@@ -242,6 +251,8 @@ type world struct {
 	items    map[string]vals
 	userNear vals
 	itemNear map[string]vals
+	// pairs are u1's user×item values by item: batch and nearline.
+	pairs map[string]vals
 }
 
 func (s *stack) publishWorld(t *testing.T) world {
@@ -270,6 +281,19 @@ func (s *stack) publishWorld(t *testing.T) world {
 	}
 	s.publish(t, "item_batch", w.asOf, ib)
 	s.publish(t, "item_embedding", w.asOf, ie)
+	pairBatch := map[string]vals{"i1": {"ui_clicked_30d": 1, "ui_category_ctr_30d": 0.5}, "i3": {"ui_category_ctr_30d": 0.125}}
+	s.publish(t, "user_item_batch", w.asOf, []snapshot.Row{
+		s.row(t, "user_item_batch", snapshot.PairID("u1", "i3"), pairBatch["i3"]),
+		s.row(t, "user_item_batch", snapshot.PairID("u2", "i2"), vals{"ui_clicked_30d": 1}),
+		s.row(t, "user_item_batch", snapshot.PairID("u1", "i1"), pairBatch["i1"]),
+	})
+	// i2 is listed by the nearline lane only, i3 by the batch lane only.
+	if err := s.w.WritePairsNearline(t.Context(), []online.PairUpdate{{User: "u1", Values: []online.PairValues{{
+		Feature: "ui_impressions_1h", Items: []string{"i2", "i1"}, Values: []features.Value{{Int: 1}, {Int: 4}}, At: w.now.Add(-15 * time.Second),
+	}}}}); err != nil {
+		t.Fatal(err)
+	}
+	w.pairs = map[string]vals{"i1": merge(pairBatch["i1"], vals{"ui_impressions_1h": 4}), "i2": {"ui_impressions_1h": 1}, "i3": pairBatch["i3"]}
 
 	sessionStart := w.now.Add(-10 * time.Minute)
 	w.userNear = vals{"user_session_key": int(features.SessionKey("s")), "user_session_start_ms": int(sessionStart.UnixMilli()),
@@ -363,8 +387,13 @@ func TestAssembleRoundTrip(t *testing.T) {
 		recs = append(recs, s.record(t, features.EntityItem, merge(w.items[id], w.itemNear[id])))
 	}
 	recs = append(recs, nil)
+	var pairs []*features.Record
+	for _, id := range items[:3] {
+		pairs = append(pairs, s.record(t, features.EntityUserItem, w.pairs[id]))
+	}
+	pairs = append(pairs, nil)
 	want := make([]float32, len(dst))
-	if err := l.FillBatch(want, user, req, recs, nil); err != nil {
+	if err := l.FillBatch(want, user, req, recs, pairs); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(dst, want) {
@@ -395,7 +424,8 @@ func TestAssembleRoundTrip(t *testing.T) {
 	wantCounts(t, &res, "item_embedding", map[online.Source]int32{online.SourceBatch: 2, online.SourceDefaultMissing: 2})
 	wantCounts(t, &res, "item_nearline", map[online.Source]int32{online.SourceNearline: 3, online.SourceDefaultMissing: 5})
 	wantCounts(t, &res, "item_flags", map[online.Source]int32{online.SourceComputed: 4})
-	wantCounts(t, &res, "user_item_batch", map[online.Source]int32{online.SourceDefaultNotServed: 4})
+	wantCounts(t, &res, "user_item_batch", map[online.Source]int32{online.SourceBatch: 4, online.SourceDefaultMissing: 4})
+	wantCounts(t, &res, "user_item_nearline", map[online.Source]int32{online.SourceNearline: 2, online.SourceDefaultMissing: 2})
 	if g, _ := res.Group("item_batch"); g.Version != st.Versions()["item_batch"] || g.Version == "" || g.Main() != online.SourceBatch {
 		t.Errorf("item_batch result %+v, store versions %v", g, st.Versions())
 	}
@@ -425,8 +455,15 @@ func TestAssembleRoundTrip(t *testing.T) {
 	if e := found["u1/user_nearline_stale"]; e.Source != online.SourceComputed || e.Value.Int != 0 {
 		t.Errorf("explained indicator %+v", e)
 	}
-	if n := len(ex.Values); n != s.fs.Len()-1 { // all but the user_item feature
-		t.Errorf("Explain listed %d values, want %d", n, s.fs.Len()-1)
+	if e := found["i1/ui_impressions_1h"]; e.Entity != features.EntityUserItem || e.Source != online.SourceNearline || e.Value.Int != 4 ||
+		!e.UpdatedAt.Equal(w.now.Add(-15*time.Second)) {
+		t.Errorf("explained user×item nearline %+v", e)
+	}
+	if e := found["i1/ui_category_ctr_30d"]; e.Source != online.SourceBatch || e.Value.Float != 0.5 {
+		t.Errorf("explained user×item batch %+v", e)
+	}
+	if n := len(ex.Values); n != s.fs.Len() {
+		t.Errorf("Explain listed %d values, want %d", n, s.fs.Len())
 	}
 }
 
@@ -597,6 +634,11 @@ func TestRedisDownDegradesAndRecovers(t *testing.T) {
 	}
 	wantCounts(t, &res, "user_batch", map[online.Source]int32{online.SourceDefaultUnavailable: 5})
 	wantCounts(t, &res, "user_nearline", map[online.Source]int32{online.SourceDefaultUnavailable: 5})
+	wantCounts(t, &res, "user_item_batch", map[online.Source]int32{online.SourceDefaultUnavailable: 6})
+	wantCounts(t, &res, "user_item_nearline", map[online.Source]int32{online.SourceDefaultUnavailable: 3})
+	if got := column(l, dst, 3, "ui_category_ctr_30d"); !slices.Equal(got, []float32{0.03, 0.03, 0.03}) {
+		t.Errorf("ui_category_ctr_30d = %v with Redis down, want the defaults", got)
+	}
 	// User features are defaults, with the staleness indicator set; item
 	// features still come from the in-process caches.
 	if got := column(l, dst, 1, "user_ctr_30d")[0]; got != 0.03 {

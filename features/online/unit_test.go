@@ -482,3 +482,60 @@ func TestItemRecordsMatchPerValueFill(t *testing.T) {
 		}
 	}
 }
+
+// TestPairNearlineRoundTrip: a nearline pair field lists its items sorted,
+// each found with its value; unlisted items and corrupt bytes are not.
+func TestPairNearlineRoundTrip(t *testing.T) {
+	fs := testSet(t)
+	f := mustFeature(t, fs, "ui_impressions_1h")
+	at := time.UnixMilli(1_700_000_000_123)
+	b, err := appendPairNearline(nil, at.UnixMilli(), f, []string{"i9", "i1", "i5"}, []features.Value{{Int: 9}, {Int: -1}, {Int: 5}})
+	must(t, err)
+	hash := func(s string) uint64 { return uint64(len(s))*0x9e3779b97f4a7c15 ^ uint64(s[len(s)-1]) }
+	var tab pairTable
+	must(t, tab.parseNearline(string(b), f, hash))
+	if tab.atMs != at.UnixMilli() || !reflect.DeepEqual(tab.ids, []string{"i1", "i5", "i9"}) {
+		t.Fatalf("parsed %+v", tab)
+	}
+	rec := fs.NewRecord(features.EntityUserItem)
+	for id, want := range map[string]int64{"i1": -1, "i5": 5, "i9": 9} {
+		j := tab.find(id, hash(id))
+		if j < 0 {
+			t.Fatalf("%s not found", id)
+		}
+		must(t, setPairScalar(rec, f, tab.vals[j]))
+		if v, _, _ := rec.Get(f.ID); v.Int != want {
+			t.Errorf("%s = %d, want %d", id, v.Int, want)
+		}
+	}
+	if j := tab.find("i2", hash("i2")); j >= 0 {
+		t.Errorf("unlisted item found at %d", j)
+	}
+	tab.reset()
+	if err := tab.parseNearline(string(b[:len(b)-1]), f, hash); !errors.Is(err, ErrCorruptValue) || tab.ok || len(tab.ids) != 0 {
+		t.Errorf("truncated field: %v, table %+v", err, tab)
+	}
+	for _, bad := range []struct {
+		items []string
+		vals  []features.Value
+		want  string
+	}{
+		{[]string{"i1", "i1"}, []features.Value{{}, {}}, "listed twice"},
+		{[]string{""}, []features.Value{{}}, "empty item"},
+		{[]string{"i1"}, nil, "1 items and 0 values"},
+	} {
+		if _, err := appendPairNearline(nil, 1, f, bad.items, bad.vals); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%v: error %v, want %q", bad.items, err, bad.want)
+		}
+	}
+	if _, err := appendPairNearline(nil, 1, mustFeature(t, fs, "user_recent_items"), nil, nil); err == nil {
+		t.Error("a list feature was accepted as a pair nearline value")
+	}
+	var bt pairTable
+	if err := bt.parseBatch("\x02\x00", hash); !errors.Is(err, ErrCorruptValue) {
+		t.Errorf("unknown pair table format: %v", err)
+	}
+	if err := bt.parseBatch("\x01\x02\x02i2\x00\x02i1\x00", hash); !errors.Is(err, ErrCorruptValue) || bt.ok {
+		t.Errorf("unsorted pair table: %v", err)
+	}
+}

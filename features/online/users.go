@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/features/snapshot"
 )
 
 // ErrVersionNotLoaded reports a user batch snapshot version that is not (or
@@ -58,6 +59,25 @@ type LoadOptions struct {
 	Batch int
 	// Progress, when set, is called after every batch.
 	Progress func(LoadProgress)
+	// MaxPairs bounds the pairs of one user LoadPairsFromSnapshot keeps
+	// (DefaultMaxPairs when 0).
+	MaxPairs int
+}
+
+func (o LoadOptions) withDefaults() LoadOptions {
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = DefaultKeyPrefix
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultUserVersionTTL
+	}
+	if o.Batch <= 0 {
+		o.Batch = DefaultLoadBatch
+	}
+	if o.MaxPairs <= 0 {
+		o.MaxPairs = DefaultMaxPairs
+	}
+	return o
 }
 
 // LoadProgress reports a running load.
@@ -87,15 +107,7 @@ type LoadStats struct {
 func LoadUsersFromSnapshot(ctx context.Context, rdb redis.UniversalClient, fs *features.FeatureSet, snaps Snapshots, group, version string, opts LoadOptions) (LoadStats, error) {
 	start := time.Now()
 	stats := LoadStats{Group: group, Version: version}
-	if opts.KeyPrefix == "" {
-		opts.KeyPrefix = DefaultKeyPrefix
-	}
-	if opts.TTL <= 0 {
-		opts.TTL = DefaultUserVersionTTL
-	}
-	if opts.Batch <= 0 {
-		opts.Batch = DefaultLoadBatch
-	}
+	opts = opts.withDefaults()
 	g, err := userBatchGroup(fs, group)
 	if err != nil {
 		return stats, err
@@ -112,17 +124,7 @@ func LoadUsersFromSnapshot(ctx context.Context, rdb redis.UniversalClient, fs *f
 	if err != nil {
 		return stats, fmt.Errorf("load users of %s/%s: %w", group, version, err)
 	}
-	meta := versionMeta{Format: recordFormat, Group: group, Version: version, SchemaHash: fs.SchemaHash(), AsOf: m.AsOf, Rows: m.Rows}
-	for _, f := range g.Features {
-		switch {
-		case f.Type.Kind == features.KindMap:
-			meta.MapFeatures = append(meta.MapFeatures, f.Name)
-		case f.Type.Width() > 0:
-			meta.Features = append(meta.Features, f.Name)
-			meta.Types = append(meta.Types, f.Type.String())
-		}
-	}
-	rl, err := newRecordLayout(fs, features.EntityUser, meta.Features, meta.Types, meta.MapFeatures)
+	meta, rl, err := newVersionMeta(fs, g, m)
 	if err != nil {
 		return stats, err
 	}
@@ -173,19 +175,46 @@ func LoadUsersFromSnapshot(ctx context.Context, rdb redis.UniversalClient, fs *f
 	if err := flush(); err != nil {
 		return stats, err
 	}
-	meta.LoadedAt = time.Now().UTC()
-	b, err := json.Marshal(meta)
-	if err != nil {
-		return stats, fmt.Errorf("encode meta: %w", err)
-	}
-	if err := rdb.Set(ctx, k.batchMeta(group, version), b, 0).Err(); err != nil {
-		return stats, fmt.Errorf("load users of %s/%s: write meta: %w", group, version, err)
-	}
-	if err := rdb.PExpireAt(ctx, k.batchMeta(group, version), expireAt).Err(); err != nil {
-		return stats, fmt.Errorf("load users of %s/%s: expire meta: %w", group, version, err)
+	if err := writeVersionMeta(ctx, rdb, k, meta, expireAt); err != nil {
+		return stats, err
 	}
 	stats.Duration = time.Since(start)
 	return stats, nil
+}
+
+// newVersionMeta is the meta of a batch version of group g about to be
+// loaded, and the layout its records are encoded with.
+func newVersionMeta(fs *features.FeatureSet, g features.Group, m snapshot.Manifest) (versionMeta, *recordLayout, error) {
+	meta := versionMeta{Format: recordFormat, Group: m.Group, Version: m.Version, SchemaHash: fs.SchemaHash(), AsOf: m.AsOf, Rows: m.Rows}
+	for _, f := range g.Features {
+		switch {
+		case f.Type.Kind == features.KindMap:
+			meta.MapFeatures = append(meta.MapFeatures, f.Name)
+		case f.Type.Width() > 0:
+			meta.Features = append(meta.Features, f.Name)
+			meta.Types = append(meta.Types, f.Type.String())
+		}
+	}
+	rl, err := newRecordLayout(fs, g.Entity, meta.Features, meta.Types, meta.MapFeatures)
+	return meta, rl, err
+}
+
+// writeVersionMeta stores a loaded version's meta, which makes it visible,
+// expiring at expireAt (before any of its records).
+func writeVersionMeta(ctx context.Context, rdb redis.UniversalClient, k keys, meta versionMeta, expireAt time.Time) error {
+	meta.LoadedAt = time.Now().UTC()
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("encode meta: %w", err)
+	}
+	key := k.batchMeta(meta.Group, meta.Version)
+	if err := rdb.Set(ctx, key, b, 0).Err(); err != nil {
+		return fmt.Errorf("load %s/%s: write meta: %w", meta.Group, meta.Version, err)
+	}
+	if err := rdb.PExpireAt(ctx, key, expireAt).Err(); err != nil {
+		return fmt.Errorf("load %s/%s: expire meta: %w", meta.Group, meta.Version, err)
+	}
+	return nil
 }
 
 func userBatchGroup(fs *features.FeatureSet, group string) (features.Group, error) {
@@ -200,7 +229,8 @@ func userBatchGroup(fs *features.FeatureSet, group string) (features.Group, erro
 	return features.Group{}, fmt.Errorf("load users: %s defines no group %q", fs.Source(), group)
 }
 
-// userVersion is a loaded user batch version as requests read it.
+// userVersion is a loaded user (or user×item) batch version as requests
+// read it.
 type userVersion struct {
 	version, schemaHash string
 	asOf                time.Time
@@ -208,7 +238,7 @@ type userVersion struct {
 }
 
 // readUserVersion reads a loaded version's meta.
-func readUserVersion(ctx context.Context, rdb redis.UniversalClient, fs *features.FeatureSet, k keys, group, version string) (*userVersion, error) {
+func readUserVersion(ctx context.Context, rdb redis.UniversalClient, fs *features.FeatureSet, k keys, e features.Entity, group, version string) (*userVersion, error) {
 	b, err := rdb.Get(ctx, k.batchMeta(group, version)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("%w: %s/%s (no %s)", ErrVersionNotLoaded, group, version, k.batchMeta(group, version))
@@ -223,7 +253,7 @@ func readUserVersion(ctx context.Context, rdb redis.UniversalClient, fs *feature
 	if m.Format != recordFormat || m.Group != group || m.Version != version {
 		return nil, fmt.Errorf("%w: meta of %s/%s describes format %d %s/%s", ErrCorruptValue, group, version, m.Format, m.Group, m.Version)
 	}
-	rl, err := newRecordLayout(fs, features.EntityUser, m.Features, m.Types, m.MapFeatures)
+	rl, err := newRecordLayout(fs, e, m.Features, m.Types, m.MapFeatures)
 	if err != nil {
 		return nil, fmt.Errorf("meta of %s/%s: %w", group, version, err)
 	}
@@ -232,21 +262,28 @@ func readUserVersion(ctx context.Context, rdb redis.UniversalClient, fs *feature
 
 // Preloader returns the batch lane's preload hook (batch.Job.Preload,
 // activities' Preload): called with a snapshot about to become current, it
-// loads a user group's rows into Redis with LoadUsersFromSnapshot, so that
-// serving stores can switch as soon as the pointer moves. Other groups need
-// nothing: serving instances load item snapshots themselves, and user×item
-// groups are not served yet.
+// loads a user group's rows into Redis with LoadUsersFromSnapshot, and a
+// user×item group's with LoadPairsFromSnapshot, so that serving stores can
+// switch as soon as the pointer moves. Item groups need nothing: serving
+// instances load item snapshots themselves.
 func Preloader(rdb redis.UniversalClient, fs *features.FeatureSet, snaps Snapshots, opts LoadOptions) func(ctx context.Context, group, version string) error {
 	return func(ctx context.Context, group, version string) error {
 		for _, g := range fs.Groups() {
 			if g.Name != group {
 				continue
 			}
-			if g.Entity != features.EntityUser || g.Lane != features.LaneBatch {
+			if g.Lane != features.LaneBatch {
 				return nil
 			}
-			_, err := LoadUsersFromSnapshot(ctx, rdb, fs, snaps, group, version, opts)
-			return err
+			switch g.Entity {
+			case features.EntityUser:
+				_, err := LoadUsersFromSnapshot(ctx, rdb, fs, snaps, group, version, opts)
+				return err
+			case features.EntityUserItem:
+				_, err := LoadPairsFromSnapshot(ctx, rdb, fs, snaps, group, version, opts)
+				return err
+			}
+			return nil
 		}
 		return fmt.Errorf("preload %s/%s: %s defines no group %q", group, version, fs.Source(), group)
 	}

@@ -186,17 +186,23 @@ func (w *Writer) write(ctx context.Context, e features.Entity, updates []Nearlin
 	if len(calls) == 0 {
 		return nil
 	}
+	return w.runCalls(ctx, e.String(), calls)
+}
+
+// runCalls runs the script calls of one write, loading the script when
+// Redis lost it.
+func (w *Writer) runCalls(ctx context.Context, entity string, calls []scriptCall) error {
 	err := w.run(ctx, calls)
 	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 		// Redis restarted or was flushed since the script was loaded; the
 		// calls are idempotent, so running them all again is safe.
 		if lerr := w.script.Load(ctx, w.rdb).Err(); lerr != nil {
-			return fmt.Errorf("write %s nearline values: load script: %w", e, lerr)
+			return fmt.Errorf("write %s nearline values: load script: %w", entity, lerr)
 		}
 		err = w.run(ctx, calls)
 	}
 	if err != nil {
-		return fmt.Errorf("write %s nearline values: %w", e, err)
+		return fmt.Errorf("write %s nearline values: %w", entity, err)
 	}
 	return nil
 }

@@ -31,6 +31,10 @@ const (
 	DefaultFeaturesDuration   = 5 * time.Second
 	DefaultFeaturesWarmup     = time.Second
 	DefaultNearlineWritesPerS = 1000
+	DefaultPairsPerUser       = 100
+	DefaultPairHits           = 50
+	// pairNearlineItems of a user's pairs carry a nearline value.
+	pairNearlineItems = 20
 )
 
 // FeaturesOptions configure RunFeatures. Zero values mean the defaults.
@@ -52,6 +56,14 @@ type FeaturesOptions struct {
 	// refresh loop runs throughout, so requests share the machine with
 	// the work that keeps the caches fresh.
 	NearlineWritesPerS int
+	// PairsPerUser is how many items each user has user×item batch values
+	// for (DefaultPairsPerUser; negative: none); the first 20 of them also
+	// have user×item nearline values.
+	PairsPerUser int
+	// PairHits is how many of a request's candidates are items of the
+	// user's pairs (DefaultPairHits, at most PairsPerUser and Candidates):
+	// retrieval brings back items the user has seen.
+	PairHits int
 	// Seed makes the data and the requests reproducible.
 	Seed uint64
 	// Logf, when set, receives one line per step.
@@ -83,6 +95,10 @@ type FeaturesResult struct {
 	// CatalogueItems and Users are the stored entities.
 	CatalogueItems int `json:"catalogue_items"`
 	Users          int `json:"users"`
+	// PairsPerUser items of each user have user×item values; PairHits
+	// candidates of each request are among them.
+	PairsPerUser int `json:"pairs_per_user"`
+	PairHits     int `json:"pair_hits_per_request"`
 	// Concurrency is the number of goroutines assembling.
 	Concurrency int `json:"concurrency"`
 	// Requests were measured over DurationS seconds.
@@ -141,6 +157,16 @@ func (o FeaturesOptions) withDefaults() FeaturesOptions {
 	if o.NearlineWritesPerS < 0 {
 		o.NearlineWritesPerS = 0
 	}
+	if o.PairsPerUser == 0 {
+		o.PairsPerUser = DefaultPairsPerUser
+	}
+	if o.PairsPerUser < 0 {
+		o.PairsPerUser = 0
+	}
+	if o.PairHits == 0 {
+		o.PairHits = DefaultPairHits
+	}
+	o.PairHits = max(0, min(o.PairHits, o.PairsPerUser, o.Candidates))
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
 	}
@@ -161,6 +187,9 @@ func (o FeaturesOptions) Validate() error {
 	}
 	if o.Concurrency < 0 || o.Concurrency > 256 {
 		errs = append(errs, fmt.Errorf("concurrency must be in 1..256, got %d", o.Concurrency))
+	}
+	if o.PairsPerUser > 10_000 {
+		errs = append(errs, fmt.Errorf("pairs per user must be at most 10000, got %d", o.PairsPerUser))
 	}
 	if o.Duration < 0 || o.Warmup < 0 {
 		errs = append(errs, fmt.Errorf("duration and warmup must be >= 0, got %s and %s", o.Duration, o.Warmup))
@@ -247,19 +276,33 @@ type featuresFixture struct {
 // every ranker input.
 func setupFeatures(ctx context.Context, rdb redis.UniversalClient, fs *features.FeatureSet, o FeaturesOptions) (*featuresFixture, error) {
 	res := FeaturesResult{ItemsPerRequest: o.Candidates, CatalogueItems: o.Items, Users: o.Users,
-		Concurrency: o.Concurrency, NearlineWritesPerS: o.NearlineWritesPerS, SchemaHash: fs.SchemaHash()}
+		PairsPerUser: o.PairsPerUser, PairHits: o.PairHits, Concurrency: o.Concurrency, NearlineWritesPerS: o.NearlineWritesPerS, SchemaHash: fs.SchemaHash()}
 	prefix := fmt.Sprintf("bench:features:%d:", time.Now().UnixNano())
 	now := time.Now().UTC()
 	snaps := newSynthSnapshots(fs, o, now.Add(-time.Hour))
 
-	// Users' batch records into Redis, as the batch lane loads them.
+	// Users' batch records and pair tables into Redis, as the batch lane
+	// loads them.
 	start := time.Now()
 	for _, g := range fs.Groups() {
-		if g.Entity != features.EntityUser || g.Lane != features.LaneBatch {
+		if g.Lane != features.LaneBatch || (g.Entity != features.EntityUser && g.Entity != features.EntityUserItem) {
 			continue
 		}
-		p, _ := snaps.Current(ctx, g.Name)
-		stats, err := online.LoadUsersFromSnapshot(ctx, rdb, fs, snaps, g.Name, p.Version, online.LoadOptions{KeyPrefix: prefix, TTL: time.Hour})
+		p, err := snaps.Current(ctx, g.Name)
+		if err != nil {
+			return nil, err
+		}
+		lo := online.LoadOptions{KeyPrefix: prefix, TTL: time.Hour}
+		if g.Entity == features.EntityUserItem {
+			stats, err := online.LoadPairsFromSnapshot(ctx, rdb, fs, snaps, g.Name, p.Version, lo)
+			if err != nil {
+				return nil, err
+			}
+			o.Logf("loaded %d user×item pairs of %d users of %s into Redis (%.1f MB) in %s", stats.Pairs, stats.Users, g.Name,
+				float64(stats.Bytes)/1e6, stats.Duration.Round(time.Millisecond))
+			continue
+		}
+		stats, err := online.LoadUsersFromSnapshot(ctx, rdb, fs, snaps, g.Name, p.Version, lo)
 		if err != nil {
 			return nil, err
 		}
@@ -343,8 +386,13 @@ func measure(ctx context.Context, asm *online.Assembler, o FeaturesOptions, widt
 			own := make([]time.Duration, 0, 1<<16)
 			reasons := map[string]int64{}
 			for !stop.Load() {
-				user := userIDs[rng.IntN(o.Users)]
+				u := rng.IntN(o.Users)
+				user := userIDs[u]
 				for i := range cands {
+					if i < o.PairHits {
+						cands[i] = itemIDs[pairItem(o, u, i)]
+						continue
+					}
 					cands[i] = itemIDs[rng.IntN(o.Items)]
 				}
 				t0 := time.Now()
@@ -454,7 +502,7 @@ func newSynthSnapshots(fs *features.FeatureSet, o FeaturesOptions, asOf time.Tim
 	s := &synthSnapshots{groups: map[string]*synthSnapshot{}}
 	asOf = asOf.Truncate(time.Second)
 	for _, g := range fs.Groups() {
-		if g.Lane != features.LaneBatch || (g.Entity != features.EntityUser && g.Entity != features.EntityItem) {
+		if g.Lane != features.LaneBatch {
 			continue
 		}
 		names, types, width, maps, err := snapshot.Layout(fs, g.Name)
@@ -462,8 +510,15 @@ func newSynthSnapshots(fs *features.FeatureSet, o FeaturesOptions, asOf time.Tim
 			continue
 		}
 		sn := &synthSnapshot{fs: fs, seed: o.Seed, n: o.Items, id: itemID}
-		if g.Entity == features.EntityUser {
+		switch g.Entity {
+		case features.EntityUser:
 			sn.n, sn.id = o.Users, userID
+		case features.EntityUserItem:
+			sn.n = o.Users * o.PairsPerUser
+			sn.id = func(i int) string {
+				u, k := i/o.PairsPerUser, i%o.PairsPerUser
+				return snapshot.PairID(userID(u), itemID(pairItem(o, u, k)))
+			}
 		}
 		sn.m = snapshot.Manifest{
 			Format: snapshot.FormatVersion, Group: g.Name, Entity: g.Entity,
@@ -528,6 +583,11 @@ func (sn *synthSnapshot) Rows(ctx context.Context) iter.Seq2[snapshot.Row, error
 			}
 		}
 	}
+}
+
+// pairItem is the index of the k-th item of user u's pairs.
+func pairItem(o FeaturesOptions, u, k int) int {
+	return int(hash(o.Seed, uint64(u), uint64(k), 0x9a15) % uint64(o.Items))
 }
 
 // synthValue is a plausible value of f from a hash: rates near their
@@ -626,6 +686,9 @@ func (g nearlineGen) writeAll(ctx context.Context, w *online.Writer, o FeaturesO
 	if err := flush(features.EntityUser); err != nil {
 		return err
 	}
+	if err := g.writePairs(ctx, w, o, now); err != nil {
+		return err
+	}
 	for i := 0; i < o.Items; i += 4 {
 		ups = append(ups, online.NearlineUpdate{ID: itemID(i), Values: g.values(features.EntityItem, i, now.Add(-time.Duration(i%20)*time.Second))})
 		if len(ups) == batch {
@@ -635,6 +698,52 @@ func (g nearlineGen) writeAll(ctx context.Context, w *online.Writer, o FeaturesO
 		}
 	}
 	return flush(features.EntityItem)
+}
+
+// writePairs writes the user×item nearline values of every user: the
+// first pairNearlineItems items of its pairs.
+func (g nearlineGen) writePairs(ctx context.Context, w *online.Writer, o FeaturesOptions, now time.Time) error {
+	var feats []*features.Feature
+	for _, f := range g.fs.Entity(features.EntityUserItem) {
+		if f.Lane == features.LaneNearline && (f.Type.Kind == features.KindInt || f.Type.Kind == features.KindFloat) {
+			feats = append(feats, f)
+		}
+	}
+	n := min(pairNearlineItems, o.PairsPerUser)
+	if len(feats) == 0 || n == 0 {
+		return nil
+	}
+	var ups []online.PairUpdate
+	for u := range o.Users {
+		seen := map[string]bool{}
+		var items []string
+		for k := range n {
+			if id := itemID(pairItem(o, u, k)); !seen[id] {
+				seen[id] = true
+				items = append(items, id)
+			}
+		}
+		up := online.PairUpdate{User: userID(u)}
+		for _, f := range feats {
+			pv := online.PairValues{Feature: f.Name, Items: items, Values: make([]features.Value, len(items)), At: now.Add(-time.Duration(u%20) * time.Second)}
+			for k := range items {
+				x := synthValue(f, hash(g.seed, uint64(u), uint64(k), uint64(f.ID)))
+				pv.Values[k] = features.Value{Int: int64(x) % 20, Float: float32(x)}
+			}
+			up.Values = append(up.Values, pv)
+		}
+		ups = append(ups, up)
+		if len(ups) == 500 {
+			if err := w.WritePairsNearline(ctx, ups); err != nil {
+				return err
+			}
+			ups = ups[:0]
+		}
+	}
+	if len(ups) == 0 {
+		return nil
+	}
+	return w.WritePairsNearline(ctx, ups)
 }
 
 // writeContinuously writes o.NearlineWritesPerS updates per second, half

@@ -73,7 +73,7 @@ func BenchmarkAssemble(b *testing.B) {
 	env := testenv.New(b, testenv.Redis)
 	rdb := online.NewClient(env.Config().Redis)
 	b.Cleanup(func() { rdb.Close() })
-	o := FeaturesOptions{Seed: 1}.withDefaults()
+	o := FeaturesOptions{Seed: 1, PairsPerUser: benchPairs}.withDefaults()
 	fx, err := setupFeatures(b.Context(), rdb, projectFeatures(b), o)
 	if err != nil {
 		b.Fatal(err)
@@ -85,9 +85,14 @@ func BenchmarkAssemble(b *testing.B) {
 	users := make([]string, sets)
 	cands := make([][]string, sets)
 	for s := range sets {
-		users[s] = userID(rng.IntN(o.Users))
+		u := rng.IntN(o.Users)
+		users[s] = userID(u)
 		cands[s] = make([]string, o.Candidates)
 		for i := range cands[s] {
+			if i < o.PairHits {
+				cands[s][i] = itemID(pairItem(o, u, i))
+				continue
+			}
 			cands[s][i] = itemID(rng.IntN(o.Items))
 		}
 	}
@@ -108,3 +113,6 @@ func BenchmarkAssemble(b *testing.B) {
 		b.Fatalf("degraded: %s", res.DegradedReason)
 	}
 }
+
+// benchPairs is BenchmarkAssemble's PairsPerUser (0: the default).
+var benchPairs = 0

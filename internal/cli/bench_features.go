@@ -36,10 +36,12 @@ through the online store (features/online, docs/adr/007).
 By default it starts Redis on a free port in a temporary directory, generates
 a catalogue of --items items and --users users with a value for every stored
 feature, loads the item caches (as a serving instance does from the current
-snapshots), writes the users' batch records and everyone's nearline values
-to Redis (as the batch and nearline lanes do), and then, from --concurrency
-goroutines, assembles the features of one random user and --candidates random
-items per request for --duration after a --warmup. Throughout, the store's
+snapshots), writes the users' batch records, their user×item tables
+(--pairs-per-user items each) and everyone's nearline values to Redis (as
+the batch and nearline lanes do), and then, from --concurrency goroutines,
+assembles the features of one random user and --candidates items per request
+(--pair-hits of them among the user's pairs, the rest random) for --duration
+after a --warmup. Throughout, the store's
 refresh loop runs and a writer updates --nearline-writes-per-s nearline values
 per second, so requests share the machine with the work that keeps the caches
 fresh. Each call reads the user's stored features from Redis in one round
@@ -64,6 +66,8 @@ meets_target in the result says whether the run met it.`, bench.FeaturesTargetP9
 	fs.IntVar(&o.Items, "items", bench.DefaultFeaturesItems, "items in the catalogue")
 	fs.IntVar(&o.Users, "users", bench.DefaultFeaturesUsers, "users with stored features")
 	fs.IntVar(&o.Candidates, "candidates", bench.DefaultFeaturesCandidates, "candidate items per request")
+	fs.IntVar(&o.PairsPerUser, "pairs-per-user", bench.DefaultPairsPerUser, "items each user has user×item values for; negative: none")
+	fs.IntVar(&o.PairHits, "pair-hits", bench.DefaultPairHits, "candidates per request that are items of the user's pairs; negative: none")
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "goroutines assembling concurrently; 0 means GOMAXPROCS")
 	fs.DurationVar(&o.Duration, "duration", bench.DefaultFeaturesDuration, "how long requests are measured")
 	fs.DurationVar(&o.Warmup, "warmup", bench.DefaultFeaturesWarmup, "unmeasured requests before the measurement")

@@ -74,6 +74,8 @@ func TestFeaturesGet(t *testing.T) {
 	}
 	userVersion := publish("user_batch", row("user_batch", "u1", "user_ctr_30d", 0.5))
 	itemVersion := publish("item_batch", row("item_batch", "i1", "item_clicks_7d", 7), row("item_batch", "i2", "item_clicks_7d", 1))
+	pairVersion := publish("user_item_batch", row("user_item_batch", snapshot.PairID("u1", "i1"), "ui_clicked_30d", 1),
+		row("user_item_batch", snapshot.PairID("u2", "i2"), "ui_clicked_30d", 1))
 	w, err := online.NewWriter(rdb, fs, online.WriterOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +84,10 @@ func TestFeaturesGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := w.WriteItemNearline(ctx, "i1", online.NearlineValue{Feature: "item_clicks_1h", Value: features.Value{Int: 9}, At: now.Add(-10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WritePairsNearline(ctx, []online.PairUpdate{{User: "u1", Values: []online.PairValues{{
+		Feature: "ui_impressions_1h", Items: []string{"i2"}, Values: []features.Value{{Int: 3}}, At: now.Add(-5 * time.Second)}}}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -117,7 +123,8 @@ func TestFeaturesGet(t *testing.T) {
 	}
 
 	rep := get("--user", "u1", "--items", "i1,i2,nope")
-	if rep.Degraded || rep.Versions["user_batch"] != userVersion || rep.Versions["item_batch"] != itemVersion || rep.UnknownItems != 1 {
+	if rep.Degraded || rep.Versions["user_batch"] != userVersion || rep.Versions["item_batch"] != itemVersion ||
+		rep.Versions["user_item_batch"] != pairVersion || rep.UnknownItems != 1 {
 		t.Fatalf("report: degraded %v, versions %v, unknown items %d", rep.Degraded, rep.Versions, rep.UnknownItems)
 	}
 	checks := []struct {
@@ -134,6 +141,11 @@ func TestFeaturesGet(t *testing.T) {
 		{"i1", "item_clicks_1h", 9.0, "nearline", true},
 		{"i2", "item_clicks_1h", 0.0, "default", true},
 		{"nope", "item_clicks_7d", 0.0, "default", true},
+		// User×item values are listed under their item, for the user asked.
+		{"i1", "ui_clicked_30d", 1.0, "batch", false},
+		{"i2", "ui_clicked_30d", 0.0, "default", true}, // u2's pair, not u1's
+		{"i2", "ui_impressions_1h", 3.0, "nearline", false},
+		{"i1", "ui_impressions_1h", 0.0, "default", true},
 	}
 	for _, c := range checks {
 		v := find(rep, c.id, c.feature)
@@ -147,10 +159,8 @@ func TestFeaturesGet(t *testing.T) {
 	if v := find(rep, "u1", "user_ctr_30d"); v.Version != userVersion || v.UpdatedAt == nil || !v.UpdatedAt.Equal(asOf) {
 		t.Errorf("u1/user_ctr_30d: version %s updated %v, want %s at %s", v.Version, v.UpdatedAt, userVersion, asOf)
 	}
-	for _, v := range rep.Values {
-		if strings.HasPrefix(v.Feature, "ui_") {
-			t.Errorf("user×item feature %s listed: the online store does not serve them", v.Feature)
-		}
+	if v := find(rep, "i1", "ui_clicked_30d"); v.Entity != "user_item" || v.Version != pairVersion {
+		t.Errorf("i1/ui_clicked_30d: %+v", v)
 	}
 
 	// The table says the same.
