@@ -44,7 +44,7 @@ type scratch struct {
 	hashes    []uint64           // this call's item id hashes
 	vec       []float32
 	keys      []string
-	keyGroup  []int // slot of each MGET key: plan.userBatch index, then len(userBatch)+plan.pairBatch index
+	keyGroup  []int    // slot of each MGET key: plan.userBatch index, then len(userBatch)+plan.pairBatch index
 	batchStr  []string // per slot
 	batchOK   []bool
 	near      []map[string]string // per plan.userNearline, then plan.pairNearline

@@ -574,4 +574,3 @@ func (s *Store) fillPairs(v *view, ids []string, now time.Time, sc *scratch, res
 	}
 	return nil
 }
-
