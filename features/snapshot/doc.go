@@ -26,4 +26,12 @@
 // The pointer is replaced only with conditional writes (create-only the
 // first time, then compare-and-swap on its ETag), so of two concurrent
 // flips exactly one wins and the other gets ErrConflict.
+//
+// Retention. Flip, Rollback and Reject never delete anything; Prune does:
+// it keeps a group's newest versions, the pointer's current and previous
+// versions, young versions and the versions a caller says are in use, and
+// deletes the others manifest first. Training sets (features/offline)
+// record in their manifests the snapshot versions their rows read; the
+// caller of Prune passes those in (adaptrec features prune reads every
+// training manifest), since this package does not know training sets.
 package snapshot

@@ -23,7 +23,7 @@ func newFeaturesCmd() *cobra.Command {
 		Use:   "features",
 		Short: "Feature definitions and the feature store",
 	}
-	cmd.AddCommand(newFeaturesValidateCmd(), newFeaturesMaterializeCmd(), newFeaturesRollbackCmd(), newFeaturesGetCmd(), newFeaturesSkewCmd(), newFeaturesScheduleCmd())
+	cmd.AddCommand(newFeaturesValidateCmd(), newFeaturesMaterializeCmd(), newFeaturesRollbackCmd(), newFeaturesGetCmd(), newFeaturesSkewCmd(), newFeaturesScheduleCmd(), newFeaturesTrainingSetCmd(), newFeaturesPruneCmd())
 	return cmd
 }
 
