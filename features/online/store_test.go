@@ -2,6 +2,7 @@ package online_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/online"
 	"github.com/adaptrec/adaptrec/features/snapshot"
@@ -35,13 +37,13 @@ var (
 	indicators = map[string]string{"user_nearline": "user_nearline_stale", "item_nearline": "item_nearline_stale"}
 )
 
-func newStack(t *testing.T, persist bool) *stack {
+func newStack(t *testing.T, persist bool, extra ...testenv.Component) *stack {
 	t.Helper()
 	fs, err := features.Load("testdata/features.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := testenv.NewWithOptions(t, testenv.Options{Components: []testenv.Component{testenv.Redis, testenv.S3}, Persist: persist})
+	env := testenv.NewWithOptions(t, testenv.Options{Components: append([]testenv.Component{testenv.Redis, testenv.S3}, extra...), Persist: persist})
 	cfg := env.Config()
 	st, err := objstore.New(t.Context(), cfg.S3)
 	if err != nil {
@@ -964,4 +966,74 @@ func TestWriterKeepsTheNewestValue(t *testing.T) {
 
 func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), d)
+}
+
+// TestSnapshotEventSwitchesAtOnce: a store following the feature-snapshot
+// topic switches to a flipped version as soon as its FeatureSnapshotEvent
+// arrives, long before its pointer check would find it.
+func TestSnapshotEventSwitchesAtOnce(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, false, testenv.Kafka)
+	ctx := t.Context()
+	cfg := s.env.Config()
+	if err := events.CreateTopics(ctx, cfg.Kafka, 2, events.TopicFeatureSnapshots); err != nil {
+		t.Fatal(err)
+	}
+	w := s.publishWorld(t)
+	st := s.store(t, online.Options{PointerInterval: time.Hour})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(st.Refresh(ctx))
+	old := st.Versions()["item_batch"]
+
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	handled := make(chan string, 16)
+	followed := make(chan error, 1)
+	go func() {
+		followed <- events.Follow(fctx, cfg.Kafka, events.TopicFeatureSnapshots, nil, func(ctx context.Context, e *adaptrecv1.Event) error {
+			err := st.HandleSnapshotEvent(ctx, e.GetFeatureSnapshot())
+			handled <- e.GetEnvelope().GetEventId()
+			return err
+		})
+	}()
+	go st.Run(fctx) //nolint:errcheck // returns the context's error
+
+	// Flip a new item version, then announce it until the follower (which
+	// starts at the topic's end) has seen an announcement.
+	next := s.publish(t, "item_batch", w.asOf.Add(time.Hour), []snapshot.Row{s.row(t, "item_batch", "i1", vals{"item_clicks_7d": 4242})})
+	p, err := events.NewProducer(cfg.Kafka, events.ProducerOptions{})
+	must(err)
+	defer p.Close()
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ev := events.NewFeatureSnapshot(events.NewID(), time.Now(), "test", &adaptrecv1.FeatureSnapshotEvent{
+			FeatureView: "item_batch", SnapshotVersion: next, PreviousVersion: old})
+		if err := p.Publish(ctx, ev); err != nil {
+			return err
+		}
+		select {
+		case <-handled:
+		case <-time.After(500 * time.Millisecond):
+			return errors.New("the follower has not handled an event yet")
+		}
+		if v := st.Versions()["item_batch"]; v != next {
+			return fmt.Errorf("item_batch serves %s after the event, want %s", v, next)
+		}
+		return nil
+	})
+	ex, err := st.Explain(ctx, "u1", []string{"i1"}, online.Request{Now: time.Now()})
+	must(err)
+	for _, e := range ex.Values {
+		if e.EntityID == "i1" && e.Feature.Name == "item_clicks_7d" && e.Value.Int != 4242 {
+			t.Errorf("i1 item_clicks_7d = %d after the flip, want 4242", e.Value.Int)
+		}
+	}
+	stop()
+	if err := <-followed; err != nil {
+		t.Errorf("Follow: %v", err)
+	}
 }
