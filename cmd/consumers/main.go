@@ -1,10 +1,12 @@
-// Command consumers runs adaptrec's Kafka consumer services; today that is
-// the archiver, which writes every event topic to Parquet on S3 exactly once
-// (see package consumers/archiver). It serves Prometheus /metrics, /healthz
-// and /readyz on consumers.http_addr and shuts down gracefully on SIGINT or
-// SIGTERM: buffered events are made durable and the consumer group is left
-// before it exits. It exits non-zero when it cannot start or a service
-// fails.
+// Command consumers runs adaptrec's Kafka consumer services: the archiver,
+// which writes every event topic to Parquet on S3 exactly once (see package
+// consumers/archiver), and, when consumers.nearline.enabled, the nearline
+// consumer, which keeps the nearline features of features.file fresh in the
+// online store (see package consumers/nearline) with the trending baseline
+// of features/baseline. It serves Prometheus /metrics, /healthz and /readyz
+// on consumers.http_addr and shuts down gracefully on SIGINT or SIGTERM:
+// buffered events are made durable and the consumer group is left before it
+// exits. It exits non-zero when it cannot start or a service fails.
 //
 // Usage:
 //
@@ -16,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,6 +30,7 @@ import (
 	"github.com/adaptrec/adaptrec/consumers/nearline"
 	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/features/baseline"
 	"github.com/adaptrec/adaptrec/features/online"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/objstore"
@@ -86,13 +90,27 @@ func run() error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ops.Serve(gctx) })
 	if n := cfg.Consumers.Nearline; n.Enabled {
-		fs, err := features.Load(n.FeaturesFile)
+		fs, err := features.Load(cfg.Features.File)
 		if err != nil {
-			return fmt.Errorf("nearline features (config key consumers.nearline.features_file): %w", err)
+			return fmt.Errorf("nearline features (config key features.file): %w", err)
+		}
+		nc := nearline.Config{Kafka: cfg.Kafka, GroupID: n.GroupID, KeyPrefix: cfg.Features.KeyPrefix}
+		bl, err := trendingBaseline(ctx, fs, store, log)
+		if err != nil {
+			return err
+		}
+		if bl != nil {
+			nc.ClicksPer30m = bl.ClicksPer30m
+			g.Go(func() error {
+				if err := bl.Run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+					return fmt.Errorf("trending baseline: %w", err)
+				}
+				return nil
+			})
 		}
 		rdb := online.NewClient(cfg.Redis)
 		defer rdb.Close()
-		nl, err := nearline.New(nearline.Config{Kafka: cfg.Kafka, GroupID: n.GroupID}, fs, rdb, log)
+		nl, err := nearline.New(nc, fs, rdb, log)
 		if err != nil {
 			return err
 		}
@@ -124,4 +142,29 @@ func run() error {
 		return err
 	}
 	return nil
+}
+
+// trendingBaseline returns the baseline of item_trending_velocity_30m for
+// the nearline consumer, loaded from the current item snapshot when there
+// is one, so that the consumer's warm-up already writes velocities; nil
+// when fs does not define baseline.Feature. Without a snapshot yet, or with
+// S3 failing, it is returned empty: velocities are written once its Run
+// loads one.
+func trendingBaseline(ctx context.Context, fs *features.FeatureSet, store *objstore.Store, log *slog.Logger) (*baseline.Baseline, error) {
+	if _, ok := fs.Lookup(baseline.Feature); !ok {
+		log.Info("trending baseline: the feature definitions lack " + baseline.Feature + "; item_trending_velocity_30m is not written")
+		return nil, nil
+	}
+	bl, err := baseline.New(fs, store, baseline.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("nearline trending baseline (config key features.file): %w", err)
+	}
+	loadCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := bl.Refresh(loadCtx); err != nil {
+		log.Warn("trending baseline not loaded at start; retrying in the background", "err", err)
+	} else if v, _ := bl.Version(); v == "" {
+		log.Info("trending baseline: no snapshot yet; item_trending_velocity_30m is not written until one is current", "group", bl.Group())
+	}
+	return bl, nil
 }

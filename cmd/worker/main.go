@@ -46,11 +46,12 @@ type deps struct {
 // preloadUsers loads a user feature group's snapshot into the online store
 // before the batch lane makes it current (batch.Job.Preload).
 func (d *deps) preloadUsers(ctx context.Context, group, version string) error {
-	fs, err := features.Load(activities.DefaultFeaturesFile)
+	fs, err := features.Load(d.cfg.Features.File)
 	if err != nil {
-		return err
+		return fmt.Errorf("feature definitions (config key features.file): %w", err)
 	}
-	return online.Preloader(d.redis, fs, online.ObjectSnapshots{Store: d.store}, online.LoadOptions{})(ctx, group, version)
+	opts := online.LoadOptions{KeyPrefix: d.cfg.Features.KeyPrefix}
+	return online.Preloader(d.redis, fs, online.ObjectSnapshots{Store: d.store}, opts)(ctx, group, version)
 }
 
 // queues maps each task queue to what its workers run.
@@ -59,7 +60,7 @@ var queues = map[string]func(worker.Worker, *deps){
 		w.RegisterWorkflow(workflows.HistoryBackfill)
 		w.RegisterActivity(&activities.Backfill{Kafka: d.cfg.Kafka, Store: d.store})
 		w.RegisterWorkflow(workflows.BatchFeatures)
-		w.RegisterActivity(&activities.BatchFeatures{Kafka: d.cfg.Kafka, Store: d.store, Preload: d.preloadUsers})
+		w.RegisterActivity(&activities.BatchFeatures{Kafka: d.cfg.Kafka, Store: d.store, FeaturesFile: d.cfg.Features.File, Preload: d.preloadUsers})
 	},
 }
 

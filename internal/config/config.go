@@ -25,6 +25,7 @@ type Config struct {
 	Redis     Redis     `yaml:"redis"`
 	S3        S3        `yaml:"s3"`
 	Temporal  Temporal  `yaml:"temporal"`
+	Features  Features  `yaml:"features"`
 	Server    Server    `yaml:"server"`
 	Worker    Worker    `yaml:"worker"`
 	Consumers Consumers `yaml:"consumers"`
@@ -80,6 +81,25 @@ type Temporal struct {
 	UIURL string `yaml:"ui_url"`
 }
 
+// Features locates the feature definitions and the online feature store's
+// keys; every binary that reads or writes features (cmd/worker,
+// cmd/consumers) uses the same values.
+type Features struct {
+	// File is the feature definitions file (features.yaml, ADR 005); a
+	// relative path is relative to the process's working directory.
+	File string `yaml:"file"`
+	// KeyPrefix starts every Redis key of the online feature store; writers
+	// (the nearline consumer, the batch lane's preload) and readers must use
+	// the same one, and deployments sharing a Redis use different ones. It
+	// must not contain '{' or '}' (keys carry an entity hash tag).
+	KeyPrefix string `yaml:"key_prefix"`
+}
+
+// DefaultFeaturesKeyPrefix is Features.KeyPrefix by default. It equals
+// online.DefaultKeyPrefix, which this package cannot import
+// (features/online imports it); a test of cmd/consumers pins the two.
+const DefaultFeaturesKeyPrefix = "adaptrec:fs:"
+
 // Server configures cmd/server.
 type Server struct {
 	// GRPCAddr serves RecommendService, health and reflection.
@@ -106,14 +126,13 @@ type Consumers struct {
 }
 
 // Nearline configures the consumer that keeps the nearline features of the
-// online store (Redis) fresh from the interaction stream.
+// online store (Redis) fresh from the interaction stream. It reads the
+// definitions in features.file and writes under features.key_prefix.
 type Nearline struct {
 	// Enabled runs it in cmd/consumers next to the archiver.
 	Enabled bool `yaml:"enabled"`
 	// GroupID is its Kafka consumer group.
 	GroupID string `yaml:"group_id"`
-	// FeaturesFile is the feature definitions file.
-	FeaturesFile string `yaml:"features_file"`
 }
 
 // Archiver configures the consumer that writes the event log to Parquet on S3.
@@ -172,6 +191,7 @@ func Default() Config {
 			UsePathStyle:    true,
 		},
 		Temporal: Temporal{HostPort: DevTemporalAddr, Namespace: "default", UIURL: DevTemporalUI},
+		Features: Features{File: "features/features.yaml", KeyPrefix: DefaultFeaturesKeyPrefix},
 		Server: Server{
 			GRPCAddr:      "127.0.0.1:9090",
 			HTTPAddr:      "127.0.0.1:9091",
@@ -186,11 +206,7 @@ func Default() Config {
 				FlushEvents:   50000,
 				DedupeWindow:  200000,
 			},
-			Nearline: Nearline{
-				Enabled:      true,
-				GroupID:      "adaptrec-nearline",
-				FeaturesFile: "features/features.yaml",
-			},
+			Nearline: Nearline{Enabled: true, GroupID: "adaptrec-nearline"},
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -244,6 +260,15 @@ func (c Config) Validate() error {
 	if c.Temporal.Namespace == "" {
 		bad("temporal.namespace", "a namespace is required")
 	}
+	if c.Features.File == "" {
+		bad("features.file", "a feature definitions file is required")
+	}
+	switch {
+	case c.Features.KeyPrefix == "":
+		bad("features.key_prefix", "a key prefix is required (default %q)", DefaultFeaturesKeyPrefix)
+	case strings.ContainsAny(c.Features.KeyPrefix, "{}"):
+		bad("features.key_prefix", "%q must not contain '{' or '}': keys carry a Redis Cluster hash tag per entity", c.Features.KeyPrefix)
+	}
 	checkAddr("server.grpc_addr", c.Server.GRPCAddr)
 	checkAddr("server.http_addr", c.Server.HTTPAddr)
 	if c.Server.IngestTimeout <= 0 {
@@ -272,9 +297,6 @@ func (c Config) Validate() error {
 			bad("consumers.nearline.group_id", "a consumer group id is required")
 		} else if n.GroupID == a.GroupID {
 			bad("consumers.nearline.group_id", "%q is the archiver's group; the two must differ", n.GroupID)
-		}
-		if n.FeaturesFile == "" {
-			bad("consumers.nearline.features_file", "a feature definitions file is required")
 		}
 	}
 	switch c.Log.Level {

@@ -30,6 +30,10 @@ func TestLoad(t *testing.T) {
 	typo := write("typo.yaml", "kafka:\n  brokerz: [k1:9092]\n")
 	badVal := write("bad.yaml", "redis:\n  addr: nohostport\nlog:\n  level: loud\n")
 	empty := write("empty.yaml", "")
+	feats := write("features.yaml", "features:\n  file: /etc/adaptrec/features.yaml\n  key_prefix: \"prod:fs:\"\n")
+	badFeats := write("badfeatures.yaml", "features:\n  file: \"\"\n  key_prefix: \"fs:{x}:\"\n")
+	oldFeats := write("old.yaml", "consumers:\n  nearline:\n    enabled: true\n    features_file: f.yaml\n")
+	unknownFeats := write("unknownfeatures.yaml", "features:\n  path: f.yaml\n")
 
 	tests := []struct {
 		name    string
@@ -57,7 +61,26 @@ func TestLoad(t *testing.T) {
 				t.Errorf("env values not applied: %+v", c)
 			}
 		}},
+		{name: "features section", path: feats, env: []string{}, check: func(t *testing.T, c Config) {
+			if c.Features.File != "/etc/adaptrec/features.yaml" || c.Features.KeyPrefix != "prod:fs:" {
+				t.Errorf("features section not applied: %+v", c.Features)
+			}
+		}},
+		{name: "features env overrides file", path: feats, env: []string{
+			"ADAPTREC_FEATURES_FILE=defs/f.yaml", "ADAPTREC_FEATURES_KEY_PREFIX=staging:fs:",
+		}, check: func(t *testing.T, c Config) {
+			if c.Features.File != "defs/f.yaml" || c.Features.KeyPrefix != "staging:fs:" {
+				t.Errorf("features env values not applied: %+v", c.Features)
+			}
+		}},
 		{name: "unknown file key", path: typo, env: []string{}, wantErr: []string{"brokerz"}},
+		{name: "unknown features key", path: unknownFeats, env: []string{}, wantErr: []string{"field path not found"}},
+		{name: "bad features values named", path: badFeats, env: []string{}, wantErr: []string{"features.file", "features.key_prefix", `"fs:{x}:"`}},
+		{name: "empty key prefix", env: []string{"ADAPTREC_FEATURES_KEY_PREFIX="}, wantErr: []string{"features.key_prefix", DefaultFeaturesKeyPrefix}},
+		{name: "renamed file key", path: oldFeats, env: []string{}, wantErr: []string{"line 4", "consumers.nearline.features_file", "features.file"}},
+		{name: "renamed env key", env: []string{"ADAPTREC_CONSUMERS_NEARLINE_FEATURES_FILE=f.yaml"}, wantErr: []string{
+			"ADAPTREC_CONSUMERS_NEARLINE_FEATURES_FILE", "ADAPTREC_FEATURES_FILE", "features.file",
+		}},
 		{name: "bad values named", path: badVal, env: []string{}, wantErr: []string{"redis.addr", "log.level"}},
 		{name: "unknown env key", env: []string{"ADAPTREC_KAFKA_BROKER=x:1"}, wantErr: []string{"ADAPTREC_KAFKA_BROKER is not a configuration key"}},
 		{name: "bad env value", env: []string{"ADAPTREC_REDIS_DB=three"}, wantErr: []string{"ADAPTREC_REDIS_DB", "redis.db", `"three"`}},
@@ -99,9 +122,22 @@ func TestEnvKeysCoverEveryLeaf(t *testing.T) {
 		}
 		seen[k[0]] = true
 	}
-	for _, want := range []string{"ADAPTREC_KAFKA_BROKERS", "ADAPTREC_S3_ENDPOINT", "ADAPTREC_CONSUMERS_ARCHIVER_GROUP_ID"} {
+	for _, want := range []string{
+		"ADAPTREC_KAFKA_BROKERS", "ADAPTREC_S3_ENDPOINT", "ADAPTREC_CONSUMERS_ARCHIVER_GROUP_ID",
+		"ADAPTREC_FEATURES_FILE", "ADAPTREC_FEATURES_KEY_PREFIX",
+	} {
 		if !seen[want] {
 			t.Errorf("EnvKeys lacks %s", want)
+		}
+	}
+	for name := range renamedEnv {
+		if seen[name] {
+			t.Errorf("EnvKeys lists %s, a renamed key", name)
+		}
+	}
+	for from, to := range renamed {
+		if !seen[envName(strings.Split(to, "."))] {
+			t.Errorf("renamed key %s points to %s, which is not a key", from, to)
 		}
 	}
 }

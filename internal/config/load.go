@@ -28,6 +28,9 @@ func Load(path string, environ []string) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("read config file: %w", err)
 		}
+		if err := checkRenamed(data); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		// An empty file decodes to io.EOF and means "no overrides".
@@ -85,7 +88,13 @@ func applyEnv(cfg *Config, environ []string) error {
 		return nil
 	})
 	for name := range env {
-		if !known[name] && !notConfig[name] {
+		switch {
+		case known[name] || notConfig[name]:
+		case renamedEnv[name] != "":
+			to := renamedEnv[name]
+			errs = append(errs, fmt.Errorf("environment %s is no longer a configuration key: use %s (config key %s)",
+				name, envName(strings.Split(to, ".")), to))
+		default:
 			errs = append(errs, fmt.Errorf("environment %s is not a configuration key (see `adaptrec config keys`)", name))
 		}
 	}
@@ -98,6 +107,49 @@ var notConfig = map[string]bool{
 	EnvPrefix + "TOOLS_DIR": true,
 	EnvPrefix + "STATE_DIR": true,
 	EnvPrefix + "ORT_LIB":   true,
+}
+
+// renamed maps keys that moved to the key that replaced them, so that a
+// configuration written for an older adaptrec fails with a message saying
+// where the value goes now rather than only that the key is unknown.
+var renamed = map[string]string{
+	"consumers.nearline.features_file": "features.file",
+}
+
+// renamedEnv is renamed by environment variable.
+var renamedEnv = func() map[string]string {
+	m := make(map[string]string, len(renamed))
+	for from, to := range renamed {
+		m[envName(strings.Split(from, "."))] = to
+	}
+	return m
+}()
+
+// checkRenamed reports every renamed key a YAML file still sets, with its
+// line. Anything else it leaves to the strict decoder.
+func checkRenamed(data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil || len(doc.Content) == 0 {
+		return nil // the decoder reports syntax errors
+	}
+	var errs []error
+	var visit func(n *yaml.Node, path []string)
+	visit = func(n *yaml.Node, path []string) {
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			p := append(append([]string(nil), path...), k.Value)
+			if to, ok := renamed[strings.Join(p, ".")]; ok {
+				errs = append(errs, fmt.Errorf("line %d: config key %s was renamed: set %s instead", k.Line, strings.Join(p, "."), to))
+				continue
+			}
+			visit(n.Content[i+1], p)
+		}
+	}
+	visit(doc.Content[0], nil)
+	return errors.Join(errs...)
 }
 
 func walk(v reflect.Value, path []string, fn func([]string, reflect.Value) error) error {
