@@ -10,9 +10,22 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/internal/config"
 )
 
 func init() { register(newFeaturesCmd) }
+
+// fileFlagHelp is the help of every features command's --file flag.
+const fileFlagHelp = "feature definitions (YAML); default the config's features.file (" + defaultFeaturesFile + ")"
+
+// definitionsFile is a --file value, or the config's features.file when
+// the flag was not given.
+func definitionsFile(flag string, cfg config.Config) string {
+	if flag != "" {
+		return flag
+	}
+	return cfg.Features.File
+}
 
 // defaultFeaturesFile is the project's definitions file, relative to the
 // repository root.
@@ -39,10 +52,14 @@ storage groups and the schema hash that models trained on these definitions
 record.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return featuresValidate(cmd.OutOrStdout(), file)
+			cfg, err := loadConfig()
+			if err != nil {
+				return err
+			}
+			return featuresValidate(cmd.OutOrStdout(), definitionsFile(file, cfg))
 		},
 	}
-	cmd.Flags().StringVar(&file, "file", defaultFeaturesFile, "feature definitions (YAML)")
+	cmd.Flags().StringVar(&file, "file", "", fileFlagHelp)
 	return cmd
 }
 

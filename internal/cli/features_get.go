@@ -66,11 +66,11 @@ describe the request).`,
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.file, "file", defaultFeaturesFile, "feature definitions (YAML)")
+	fs.StringVar(&o.file, "file", "", fileFlagHelp)
 	fs.StringVar(&o.user, "user", "", "user id (required)")
 	fs.StringSliceVar(&o.items, "items", nil, "item ids, comma-separated")
 	fs.BoolVar(&o.asJSON, "json", false, "print one JSON object instead of a table")
-	fs.StringVar(&o.keyPrefix, "key-prefix", online.DefaultKeyPrefix, "Redis key prefix of the online store")
+	fs.StringVar(&o.keyPrefix, "key-prefix", "", "Redis key prefix of the online store; default the config's features.key_prefix")
 	fs.DurationVar(&o.timeout, "timeout", time.Second, "how long the user's Redis read may take before it counts as unavailable")
 	fs.StringVar(&o.timeZone, "time-zone", "", "IANA time zone of the request, for the request features")
 	fs.StringVar(&o.sessionID, "session-id", "", "session id of the request")
@@ -126,7 +126,10 @@ type featureGetGroup struct {
 }
 
 func featuresGet(ctx context.Context, out io.Writer, cfg config.Config, o featuresGetOptions) error {
-	fs, err := features.Load(o.file)
+	if o.keyPrefix == "" {
+		o.keyPrefix = cfg.Features.KeyPrefix
+	}
+	fs, err := features.Load(definitionsFile(o.file, cfg))
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ their defaults, as the summary says.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.file, "file", defaultFeaturesFile, "feature definitions (YAML)")
+	f.StringVar(&o.file, "file", "", fileFlagHelp)
 	f.StringVar(&o.asOf, "as-of", "", "data cutoff: RFC 3339, a UTC date, now, or relative (-1d); default the start of today (UTC)")
 	f.StringSliceVar(&o.groups, "groups", nil, "batch groups to materialize (comma-separated); default every group the batch job computes")
 	f.StringVar(&o.world, "world", "", "simulated world whose catalogue (worlds/<id>/catalogue.bin on S3) provides item metadata")
@@ -92,7 +92,7 @@ func featuresMaterialize(ctx context.Context, stdout, stderr io.Writer, cfg conf
 	if o.world != "" && o.catalogue != "" {
 		return errors.New("--world and --catalogue both name a catalogue: give one")
 	}
-	fs, err := features.Load(o.file)
+	fs, err := features.Load(definitionsFile(o.file, cfg))
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func featuresMaterialize(ctx context.Context, stdout, stderr io.Writer, cfg conf
 	defer rdb.Close()
 	job := &batch.Job{
 		Store: store, Features: fs, Events: producer, Config: bc, Validation: o.valid,
-		Preload: online.Preloader(rdb, fs, online.ObjectSnapshots{Store: store}, online.LoadOptions{}),
+		Preload: online.Preloader(rdb, fs, online.ObjectSnapshots{Store: store}, online.LoadOptions{KeyPrefix: cfg.Features.KeyPrefix}),
 		Logf:    func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) },
 	}
 	groups, err := job.Groups(o.groups)
@@ -217,7 +217,7 @@ rolls forward again.`,
 		},
 	}
 	cmd.Flags().StringVar(&group, "group", "", "feature group (required), e.g. item_batch")
-	cmd.Flags().StringVar(&file, "file", defaultFeaturesFile, "feature definitions (YAML)")
+	cmd.Flags().StringVar(&file, "file", "", fileFlagHelp)
 	return cmd
 }
 
@@ -239,11 +239,11 @@ func featuresRollback(ctx context.Context, out io.Writer, cfg config.Config, gro
 	rdb := online.NewClient(cfg.Redis)
 	defer rdb.Close()
 	job := &batch.Job{Store: store, Events: producer, Preload: func(ctx context.Context, group, version string) error {
-		fs, err := features.Load(file)
+		fs, err := features.Load(definitionsFile(file, cfg))
 		if err != nil {
 			return err
 		}
-		return online.Preloader(rdb, fs, online.ObjectSnapshots{Store: store}, online.LoadOptions{})(ctx, group, version)
+		return online.Preloader(rdb, fs, online.ObjectSnapshots{Store: store}, online.LoadOptions{KeyPrefix: cfg.Features.KeyPrefix})(ctx, group, version)
 	}}
 	before, err := snapshot.Current(ctx, store, group)
 	if err != nil {

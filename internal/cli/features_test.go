@@ -117,3 +117,29 @@ func TestFeaturesValidateReportsProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestFeaturesFileFromConfig: without --file, the features commands read
+// the definitions the config's features.file names.
+func TestFeaturesFileFromConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src, err := os.ReadFile(filepath.Join("..", "..", defaultFeaturesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "defs.yaml")
+	if err := os.WriteFile(file, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "adaptrec.yaml")
+	if err := os.WriteFile(cfgPath, []byte("features:\n  file: "+file+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, t.Context(), cfgPath, "features", "validate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, file+": ") {
+		t.Errorf("validate did not read features.file %s:\n%s", file, out)
+	}
+}

@@ -70,7 +70,7 @@ line) to stdout. 'training-set ls' lists the training sets built so far.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.file, "file", defaultFeaturesFile, "feature definitions (YAML)")
+	f.StringVar(&o.file, "file", "", fileFlagHelp)
 	f.StringVar(&o.from, "from", "", "start of the impressions' event-time range, inclusive (required): RFC 3339, a UTC date, now, or relative (-7d)")
 	f.StringVar(&o.to, "to", "", "end of the impressions' event-time range, exclusive (required)")
 	f.StringVar(&o.id, "id", "", "training set id (its prefix training/<id>/); default <creation time>-<8 hex digits>")
@@ -153,7 +153,7 @@ type trainingSetSummary struct {
 }
 
 func featuresTrainingSet(ctx context.Context, stdout, stderr io.Writer, cfg config.Config, o featuresTrainingSetOptions) error {
-	fs, err := features.Load(o.file)
+	fs, err := features.Load(definitionsFile(o.file, cfg))
 	if err != nil {
 		return err
 	}
