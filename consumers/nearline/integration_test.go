@@ -109,6 +109,9 @@ func TestConsumerWritesNearlineFeatures(t *testing.T) {
 		"i1/item_impressions_1h":                    int64(7),
 		"i1/item_ctr_1h":                            float32((7 + 100*0.03) / (7 + 100.0)),
 		"i1/item_trending_velocity_30m":             float32((7 + 1) / (1 + 1.0)),
+		// user×item: u1 was shown i1 once (Explain lists pair values
+		// under the item's id).
+		"i1/ui_impressions_1h": int64(1),
 	}
 	expectValues(ctx, t, st, want)
 	// With no further events, the windowed values are rewritten once per
@@ -125,7 +128,8 @@ func TestConsumerWritesNearlineFeatures(t *testing.T) {
 		}
 		var errs []error
 		for _, v := range ex.Values {
-			if (v.EntityID == "u1" && v.Feature.Name == "user_clicks_1h") || (v.EntityID == "i1" && v.Feature.Name == "item_clicks_1h") {
+			if (v.EntityID == "u1" && v.Feature.Name == "user_clicks_1h") || (v.EntityID == "i1" && v.Feature.Name == "item_clicks_1h") ||
+				(v.EntityID == "i1" && v.Feature.Name == "ui_impressions_1h") {
 				if !v.UpdatedAt.After(after) {
 					errs = append(errs, fmt.Errorf("%s %s written at %s, not rewritten since %s", v.EntityID, v.Feature.Name, v.UpdatedAt, after))
 				}
@@ -134,6 +138,27 @@ func TestConsumerWritesNearlineFeatures(t *testing.T) {
 		return errors.Join(errs...)
 	})
 	expectValues(ctx, t, st, want)
+	// A later impression reaches u1's user×item set (at most
+	// Config.PairInterval after the set's last write), which keeps i1's.
+	if err := p.Publish(ctx, interaction("u1-imp-i2", time.Now(), "u1", "i2", "s1", adaptrecv1.Action_ACTION_IMPRESSION)); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		ex, err := st.Explain(ctx, "u1", []string{"i1", "i2"}, online.Request{Now: time.Now()})
+		if err != nil {
+			return err
+		}
+		got := map[string]int64{}
+		for _, v := range ex.Values {
+			if v.Feature.Name == "ui_impressions_1h" {
+				got[v.EntityID] = v.Value.Int
+			}
+		}
+		if got["i1"] != 1 || got["i2"] != 1 {
+			return fmt.Errorf("u1's ui_impressions_1h %v, want i1 and i2 once each", got)
+		}
+		return nil
+	})
 	if s := c.Stats(); s.Duplicates != 1 || s.DeadLettered != 1 {
 		t.Errorf("stats %+v: want 1 duplicate and 1 dead letter", s)
 	}
@@ -180,6 +205,9 @@ func expectValues(ctx context.Context, t *testing.T, st *online.Store, want map[
 				continue
 			}
 			seen++
+			if v.Feature.Entity == features.EntityUserItem && v.Entity != features.EntityUserItem {
+				errs = append(errs, fmt.Errorf("%s %s explained as a %s value", v.EntityID, v.Feature.Name, v.Entity))
+			}
 			var got any
 			switch w.(type) {
 			case int64:

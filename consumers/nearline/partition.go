@@ -12,7 +12,7 @@ import (
 	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/online"
-	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/features/windowed"
 )
 
 // partition is the worker of one assigned partition and its state.
@@ -23,8 +23,8 @@ type partition struct {
 	dlq    *kafka.Writer
 	commit func(next int64) error
 
-	users   map[string]*userState
-	win     *windows
+	users   map[string]*user
+	win     *windowed.Items
 	dedupe  *events.DedupeWindow
 	streamT int64 // latest event time of the partition, unix ms
 
@@ -35,11 +35,29 @@ type partition struct {
 	// userPhases and itemPhases spread the periodic rewrite of the held
 	// users and items over Config.Refresh.
 	userPhases, itemPhases *phases
+	// pairItems, pairVals and pairSets are reused by every write of
+	// ui_impressions_1h.
+	pairItems []string
+	pairVals  []features.Value
+	pairSets  []online.PairValues
+	// pairQueue holds the users with impressions not written yet because
+	// their set was written less than Config.PairInterval before, each due
+	// an interval after it was queued, so in time order
+	// (pairQueue[pairHead:]).
+	pairQueue []pairDue
+	pairHead  int
+}
+
+// pairDue is a user whose ui_impressions_1h set is due at a time (unix
+// ms).
+type pairDue struct {
+	user string
+	due  int64
 }
 
 func newPartition(c *Consumer, topic string, id int, dlq *kafka.Writer, commit func(int64) error) *partition {
 	return &partition{c: c, topic: topic, id: id, dlq: dlq, commit: commit,
-		users: map[string]*userState{}, win: newWindows(c.cfg.Bucket, c.cfg.Lateness),
+		users: map[string]*user{}, win: windowed.NewItems(c.cfg.Bucket, c.cfg.Lateness),
 		dedupe: events.NewDedupeWindow(max(c.cfg.DedupeWindow, 0)), dirtyUsers: map[string]bool{}, dirtyItems: map[string]bool{},
 		userPhases: newPhases(c.cfg.Refresh.Milliseconds()), itemPhases: newPhases(c.cfg.Refresh.Milliseconds())}
 }
@@ -128,42 +146,42 @@ func (p *partition) handle(m kafka.Message, replay bool) {
 		return
 	}
 	in := e.GetInteraction()
-	ev := interaction{
-		t: e.GetEnvelope().GetEventTime().AsTime().UnixMilli(), user: in.GetUserId(), item: in.GetItemId(), session: in.GetSessionId(),
-		isImpression: in.GetAction() == adaptrecv1.Action_ACTION_IMPRESSION, isClick: in.GetAction() == adaptrecv1.Action_ACTION_CLICK,
-		isView: in.GetAction() == adaptrecv1.Action_ACTION_VIEW, isPurchase: in.GetAction() == adaptrecv1.Action_ACTION_PURCHASE,
+	ev := windowed.Event{
+		T: e.GetEnvelope().GetEventTime().AsTime().UnixMilli(), Item: in.GetItemId(),
+		Session: features.SessionKey(in.GetSessionId()), Action: windowed.ActionOf(in.GetAction()),
 	}
-	if ev.user != "" {
-		u := p.users[ev.user]
+	if id := in.GetUserId(); id != "" {
+		u := p.users[id]
 		if u == nil {
-			u = &userState{}
-			p.users[ev.user] = u
-			p.userPhases.add(ev.user)
+			u = &user{}
+			p.users[id] = u
+			p.userPhases.add(id)
 		}
-		u.apply(ev)
-		p.dirtyUsers[ev.user] = true
+		u.Apply(&p.c.rules, ev)
+		p.dirtyUsers[id] = true
+		u.pairsNew = u.pairsNew || (ev.Action == windowed.ActionImpression && ev.Item != "")
 	}
-	if ev.item != "" {
-		_, held := p.win.items[ev.item]
-		late := p.win.add(ev.item, ev.t, ev.isClick, ev.isImpression)
-		if _, now := p.win.items[ev.item]; now && !held {
-			p.itemPhases.add(ev.item)
+	if ev.Item != "" {
+		held := p.win.Held(ev.Item)
+		late := p.win.Add(ev.Item, ev.T, ev.Action)
+		if !held && p.win.Held(ev.Item) {
+			p.itemPhases.add(ev.Item)
 		}
 		switch late {
-		case lateCounted:
+		case windowed.LateCounted:
 			p.c.lateCounted.Add(1)
 			lateTotal.WithLabelValues("counted").Inc()
-			p.dirtyItems[ev.item] = true
-		case lateDropped:
+			p.dirtyItems[ev.Item] = true
+		case windowed.LateDropped:
 			p.c.lateDropped.Add(1)
 			lateTotal.WithLabelValues("dropped").Inc()
 		default:
-			if ev.isClick || ev.isImpression {
-				p.dirtyItems[ev.item] = true
+			if ev.Action.CountsForItems() {
+				p.dirtyItems[ev.Item] = true
 			}
 		}
 	}
-	p.streamT = max(p.streamT, ev.t)
+	p.streamT = max(p.streamT, ev.T)
 	if !replay {
 		p.applied++
 	}
@@ -178,22 +196,34 @@ func (p *partition) handle(m kafka.Message, replay bool) {
 func (p *partition) tick(now int64) {
 	t := max(now, p.streamT)
 	p.streamT = t
-	p.win.maxT = max(p.win.maxT, t)
+	p.win.Advance(t)
 	p.userPhases.advance(t, func(id string) { p.dirtyUsers[id] = true })
 	p.itemPhases.advance(t, func(id string) { p.dirtyItems[id] = true })
-	b := floorTo(t, p.win.bucket)
+	for p.pairHead < len(p.pairQueue) && p.pairQueue[p.pairHead].due <= t {
+		q := &p.pairQueue[p.pairHead]
+		if u := p.users[q.user]; u != nil {
+			u.pairsQueued = false
+			p.dirtyUsers[q.user] = true
+		}
+		*q = pairDue{}
+		p.pairHead++
+	}
+	if p.pairHead == len(p.pairQueue) {
+		p.pairQueue, p.pairHead = p.pairQueue[:0], 0
+	}
+	b := p.win.BucketStart(t)
 	if b == p.lastTick {
 		return
 	}
 	p.lastTick = b
 	for id, u := range p.users {
-		if u.idle(t) && t-u.lastEvent > 2*hour.Milliseconds() {
+		if u.Idle(&p.c.rules, t) && t-u.LastEvent() > 2*hour.Milliseconds() {
 			delete(p.users, id)
 			delete(p.dirtyUsers, id)
 			p.userPhases.remove(id)
 		}
 	}
-	for _, id := range p.win.evict() {
+	for _, id := range p.win.Evict() {
 		p.dirtyItems[id] = true
 		p.itemPhases.remove(id)
 	}
@@ -246,21 +276,59 @@ func (p *partition) write(ctx context.Context) error {
 	}
 	if len(p.dirtyUsers) > 0 {
 		ups := make([]online.NearlineUpdate, 0, len(p.dirtyUsers))
+		var pairs []online.PairUpdate
+		items, vals, sets := p.pairItems[:0], p.pairVals[:0], p.pairSets[:0]
 		for id := range p.dirtyUsers {
-			ups = append(ups, online.NearlineUpdate{ID: id, Values: p.userValues(p.users[id])})
+			u := p.users[id]
+			at := max(p.streamT, u.LastEvent())
+			ups = append(ups, online.NearlineUpdate{ID: id, Values: p.userValues(u, at)})
+			if !p.c.writesPairs || (!u.pairsNew && !u.pairsOut) {
+				continue // nothing shown since the set stored was cleared
+			}
+			if at-u.pairsAt < p.c.cfg.PairInterval.Milliseconds() {
+				if u.pairsNew && !u.pairsQueued {
+					u.pairsQueued = true
+					// Due an interval after now, not after the last write:
+					// the queue stays in time order.
+					p.pairQueue = append(p.pairQueue, pairDue{user: id, due: at + p.c.cfg.PairInterval.Milliseconds()})
+				}
+				continue
+			}
+			n := len(items)
+			items, vals = u.AppendPairImpressions(at, items, vals)
+			if len(items) == n && !u.pairsOut {
+				u.pairsNew = false // only impressions already out of the hour
+				continue
+			}
+			// The slices of the arenas stay valid when a later append
+			// moves them: an arena only grows within one write.
+			sets = append(sets, online.PairValues{Feature: windowed.PairImpressions1h.Name(),
+				Items: items[n:len(items):len(items)], Values: vals[n:len(vals):len(vals)], At: time.UnixMilli(at)})
+			pairs = append(pairs, online.PairUpdate{User: id, Values: sets[len(sets)-1 : len(sets) : len(sets)]})
 		}
 		if err := p.c.w.WriteUsersNearline(ctx, ups); err != nil {
 			return fmt.Errorf("write users of %s/%d: %w", p.topic, p.id, err)
 		}
+		if len(pairs) > 0 {
+			if err := p.c.w.WritePairsNearline(ctx, pairs); err != nil {
+				return fmt.Errorf("write user×item values of %s/%d: %w", p.topic, p.id, err)
+			}
+			for _, pu := range pairs {
+				u := p.users[pu.User]
+				u.pairsOut, u.pairsNew, u.pairsAt = len(pu.Values[0].Items) > 0, false, pu.Values[0].At.UnixMilli()
+			}
+		}
+		clear(items)
+		p.pairItems, p.pairVals, p.pairSets = items[:0], vals[:0], sets[:0]
 		clear(p.dirtyUsers)
 	}
-	if len(p.dirtyItems) > 0 && len(p.c.item) > 0 {
+	if len(p.dirtyItems) > 0 && p.c.writesItems {
 		ids := make([]string, 0, len(p.dirtyItems))
-		totals := make([]shard, 0, len(p.dirtyItems))
-		at := max(p.streamT, p.win.maxT)
+		totals := make([]windowed.Totals, 0, len(p.dirtyItems))
+		at := max(p.streamT, p.win.MaxT())
 		for id := range p.dirtyItems {
 			ids = append(ids, id)
-			totals = append(totals, p.win.totals(id, at))
+			totals = append(totals, p.win.Totals(id, at))
 		}
 		field := p.topic + "/" + strconv.Itoa(p.id)
 		sums, err := publishShards(ctx, p.c.rdb, p.c.cfg.KeyPrefix, field, 2*hour.Milliseconds(), ids, totals)
@@ -279,64 +347,45 @@ func (p *partition) write(ctx context.Context) error {
 	return nil
 }
 
-// userValues are the user's nearline values: the session fields and the
-// last interaction at the user's latest event (their ttl counts from it),
-// the hour windows at the partition's stream time.
-func (p *partition) userValues(u *userState) []online.NearlineValue {
-	at := max(p.streamT, u.lastEvent)
-	clicks1h, purchases1h := u.windows(at)
-	last := u.lastAction
-	// The session fields as of the user's latest event: their 30m ttl,
-	// counted from it, ends the session for readers.
-	key, start, acts, clicks, recent := u.sessionKey, u.sessionStart, u.sessionActs, u.sessionClick, u.recent
-	ev := time.UnixMilli(u.lastEvent)
-	win := time.UnixMilli(at)
+// userValues are the user's nearline values as of at (the partition's
+// stream time): the session fields at the user's latest event (their ttl,
+// counted from it, ends the session for readers exactly as the training
+// join's rule does), the last interaction at itself, the hour windows at
+// at.
+func (p *partition) userValues(u *user, at int64) []online.NearlineValue {
+	v := u.Values(at)
 	var out []online.NearlineValue
-	add := func(name string, v features.Value, t time.Time) {
-		if p.c.user[name] && !t.IsZero() && t.UnixMilli() > 0 {
-			out = append(out, online.NearlineValue{Feature: name, Value: v, At: t})
+	for f := windowed.SessionKey; f <= windowed.UserPurchases1h; f++ {
+		if !p.c.writes[f] {
+			continue
 		}
+		val, t, ok := v.Get(f)
+		if !ok {
+			continue
+		}
+		if f == windowed.SessionRecentItems {
+			val.List = append([]string{}, val.List...)
+		}
+		out = append(out, online.NearlineValue{Feature: f.Name(), Value: val, At: time.UnixMilli(t)})
 	}
-	add(features.FeatureSessionKey, features.Value{Int: key}, ev)
-	add(features.FeatureSessionStartMs, features.Value{Int: start}, ev)
-	add(features.FeatureSessionInteractions, features.Value{Int: acts}, ev)
-	add("user_session_clicks", features.Value{Int: clicks}, ev)
-	add("user_session_recent_items", features.Value{List: append([]string{}, recent...)}, ev)
-	if last > 0 {
-		add(features.FeatureLastInteractionMs, features.Value{Int: last}, time.UnixMilli(last))
-	}
-	add("user_clicks_1h", features.Value{Int: clicks1h}, win)
-	add("user_purchases_1h", features.Value{Int: purchases1h}, win)
 	return out
 }
 
 // itemValues are the item's values from the combined shards.
-func (p *partition) itemValues(id string, s shard) []online.NearlineValue {
-	at := time.UnixMilli(s.at)
-	var out []online.NearlineValue
-	add := func(name string, v features.Value) {
-		if p.c.item[name] {
-			out = append(out, online.NearlineValue{Feature: name, Value: v, At: at})
-		}
-	}
-	add("item_clicks_1h", features.Value{Int: s.clicks1h})
-	add("item_impressions_1h", features.Value{Int: s.impressions1h})
-	add("item_ctr_1h", features.Value{Float: float32(smoothedRate(s.clicks1h, s.impressions1h, p.c.ctrPrior))})
+func (p *partition) itemValues(id string, s windowed.Totals) []online.NearlineValue {
+	base, ok := 0.0, false
 	if p.c.cfg.ClicksPer30m != nil {
-		if base, ok := p.c.cfg.ClicksPer30m(id); ok {
-			add("item_trending_velocity_30m", features.Value{Float: float32(velocity(s.clicks30m, base))})
+		base, ok = p.c.cfg.ClicksPer30m(id)
+	}
+	v := p.c.rules.ItemValues(s, base, ok)
+	var out []online.NearlineValue
+	for f := windowed.ItemClicks1h; f <= windowed.ItemTrendingVelocity30m; f++ {
+		if !p.c.writes[f] {
+			continue
+		}
+		if val, t, ok := v.Get(f); ok {
+			out = append(out, online.NearlineValue{Feature: f.Name(), Value: val, At: time.UnixMilli(t)})
 		}
 	}
 	return out
-}
-
-// smoothedRate is features.yaml's rate: (successes + 100·prior) / (trials + 100).
-func smoothedRate(successes, trials int64, prior float64) float64 {
-	return (float64(successes) + ctrPriorWeight*prior) / (float64(trials) + ctrPriorWeight)
-}
-
-// velocity is item_trending_velocity_30m: clicks in the last 30 minutes
-// over the mean clicks per 30 minutes, both plus one.
-func velocity(clicks30m int64, meanPer30m float64) float64 {
-	return (float64(clicks30m) + 1) / (meanPer30m + 1)
 }

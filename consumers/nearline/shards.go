@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/adaptrec/adaptrec/features/windowed"
 )
 
 // shardScript records one partition's totals of one item and returns every
@@ -24,41 +26,43 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return redis.call('HVALS', KEYS[1])
 `)
 
-func encodeShard(s shard) string {
-	return fmt.Sprintf("%015d %d %d %d", s.at, s.clicks1h, s.impressions1h, s.clicks30m)
+// encodeShard is the stored form of a shard: one partition's totals of one
+// item (windowed.Items.Totals) as of its At.
+func encodeShard(s windowed.Totals) string {
+	return fmt.Sprintf("%015d %d %d %d", s.At, s.Clicks1h, s.Impressions1h, s.Clicks30m)
 }
 
-func decodeShard(v string) (shard, error) {
+func decodeShard(v string) (windowed.Totals, error) {
 	f := strings.Fields(v)
 	if len(f) != 4 {
-		return shard{}, fmt.Errorf("shard value %q: want 4 fields", v)
+		return windowed.Totals{}, fmt.Errorf("shard value %q: want 4 fields", v)
 	}
 	var n [4]int64
 	for i, s := range f {
 		x, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return shard{}, fmt.Errorf("shard value %q: %w", v, err)
+			return windowed.Totals{}, fmt.Errorf("shard value %q: %w", v, err)
 		}
 		n[i] = x
 	}
-	return shard{at: n[0], clicks1h: n[1], impressions1h: n[2], clicks30m: n[3]}, nil
+	return windowed.Totals{At: n[0], Clicks1h: n[1], Impressions1h: n[2], Clicks30m: n[3]}, nil
 }
 
 // combine sums the shards that can still hold events of the hour before the
 // newest shard's time; it returns that time and the sums.
-func combine(shards []shard) shard {
-	var out shard
+func combine(shards []windowed.Totals) windowed.Totals {
+	var out windowed.Totals
 	for _, s := range shards {
-		out.at = max(out.at, s.at)
+		out.At = max(out.At, s.At)
 	}
 	for _, s := range shards {
-		if s.at <= out.at-hour.Milliseconds() {
+		if s.At <= out.At-hour.Milliseconds() {
 			continue // its owner has seen nothing for an hour
 		}
-		out.clicks1h += s.clicks1h
-		out.impressions1h += s.impressions1h
-		if s.at > out.at-trendWindow.Milliseconds() {
-			out.clicks30m += s.clicks30m
+		out.Clicks1h += s.Clicks1h
+		out.Impressions1h += s.Impressions1h
+		if s.At > out.At-windowed.TrendWindow.Milliseconds() {
+			out.Clicks30m += s.Clicks30m
 		}
 	}
 	return out
@@ -73,8 +77,8 @@ const shardPipeline = 256
 
 // publishShards records this partition's totals of items and returns the
 // combined totals per item, in order.
-func publishShards(ctx context.Context, rdb redis.UniversalClient, prefix, field string, ttlMs int64, items []string, totals []shard) ([]shard, error) {
-	out := make([]shard, len(items))
+func publishShards(ctx context.Context, rdb redis.UniversalClient, prefix, field string, ttlMs int64, items []string, totals []windowed.Totals) ([]windowed.Totals, error) {
+	out := make([]windowed.Totals, len(items))
 	for from := 0; from < len(items); from += shardPipeline {
 		to := min(from+shardPipeline, len(items))
 		pipe := rdb.Pipeline()
@@ -102,7 +106,7 @@ func publishShards(ctx context.Context, rdb redis.UniversalClient, prefix, field
 			if err != nil {
 				return nil, fmt.Errorf("publish shard of item %q: %w", items[from+k], err)
 			}
-			shards := make([]shard, 0, len(vals))
+			shards := make([]windowed.Totals, 0, len(vals))
 			for _, v := range vals {
 				s, err := decodeShard(v)
 				if err != nil {

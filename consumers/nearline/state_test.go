@@ -1,87 +1,35 @@
 package nearline
 
 import (
-	"slices"
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/features/online"
+	"github.com/adaptrec/adaptrec/features/windowed"
+	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/config"
 )
 
 const min_ = int64(time.Minute / time.Millisecond)
-
-// TestSessionRuleMatchesOffline replays the cases of features/offline's
-// rule: a new session id or a gap over 30 minutes starts a session;
-// impressions are not actions; an empty session id keeps the session.
-func TestSessionRuleMatchesOffline(t *testing.T) {
-	var s userState
-	s.apply(interaction{t: 0, session: "a", item: "i1", isImpression: true})
-	if s.sessionKey != features.SessionKey("a") || s.sessionStart != 0 || s.sessionActs != 0 {
-		t.Fatalf("after impression: %+v", s)
-	}
-	s.apply(interaction{t: 10 * min_, session: "a", item: "i1", isClick: true})
-	s.apply(interaction{t: 11 * min_, session: "", item: "i2", isView: true})
-	if s.sessionActs != 1 || s.sessionClick != 1 || s.lastAction != 11*min_ || !slices.Equal(s.recent, []string{"i1"}) {
-		t.Fatalf("after click and session-less view: %+v", s)
-	}
-	s.apply(interaction{t: 42 * min_, session: "a", item: "i3", isView: true}) // gap 31m: new session
-	if s.sessionStart != 42*min_ || s.sessionActs != 1 || s.sessionClick != 0 || !slices.Equal(s.recent, []string{"i3"}) {
-		t.Fatalf("after a 31 minute gap: %+v", s)
-	}
-	s.apply(interaction{t: 43 * min_, session: "b", item: "i3", isClick: true}) // new id: new session
-	if s.sessionKey != features.SessionKey("b") || s.sessionStart != 43*min_ || s.sessionActs != 1 {
-		t.Fatalf("after a new session id: %+v", s)
-	}
-	s.apply(interaction{t: 40 * min_, session: "b", item: "i4", isClick: true}) // late: counted, session kept
-	if s.sessionStart != 43*min_ || s.sessionActs != 2 || s.lastEvent != 43*min_ || !slices.Equal(s.recent, []string{"i4", "i3"}) {
-		t.Fatalf("after a late event: %+v", s)
-	}
-	clicks1h, _ := s.windows(70 * min_) // clicks at 10m (out), 40m and 43m
-	if clicks1h != 2 {
-		t.Fatalf("clicks in the hour before 70m = %d, want 2", clicks1h)
-	}
-}
-
-// TestWindowsLateEvents: an event behind the watermark is counted while
-// its bucket is held and dropped after.
-func TestWindowsLateEvents(t *testing.T) {
-	w := newWindows(time.Minute, 5*time.Minute)
-	base := 1000 * 60 * min_
-	if got := w.add("i", base+90*min_, true, false); got != onTime {
-		t.Fatalf("first event: %d", got)
-	}
-	if got := w.add("i", base+80*min_, true, false); got != lateCounted {
-		t.Fatalf("10m late: %d, want counted", got)
-	}
-	if got := w.add("i", base+20*min_, false, true); got != lateDropped {
-		t.Fatalf("70m late: %d, want dropped", got)
-	}
-	s := w.totals("i", base+90*min_)
-	if s.clicks1h != 2 || s.impressions1h != 0 || s.clicks30m != 2 {
-		t.Fatalf("totals %+v", s)
-	}
-	s = w.totals("i", base+115*min_) // the 80m click left the 30m window
-	if s.clicks1h != 2 || s.clicks30m != 1 {
-		t.Fatalf("totals at 115m %+v", s)
-	}
-	w.maxT = base + 200*min_
-	if gone := w.evict(); !slices.Equal(gone, []string{"i"}) || len(w.items) != 0 {
-		t.Fatalf("evict: %v, %d items left", gone, len(w.items))
-	}
-}
 
 // TestCombineShards sums partitions' shards, leaving out those of owners
 // that saw nothing in the window.
 func TestCombineShards(t *testing.T) {
 	now := 500 * min_
-	got := combine([]shard{
-		{at: now, clicks1h: 3, impressions1h: 10, clicks30m: 2},
-		{at: now - 10*min_, clicks1h: 1, impressions1h: 4, clicks30m: 1},
-		{at: now - 40*min_, clicks1h: 5, impressions1h: 5, clicks30m: 5}, // only its hour counts
-		{at: now - 61*min_, clicks1h: 9, impressions1h: 9, clicks30m: 9}, // stale
+	got := combine([]windowed.Totals{
+		{At: now, Clicks1h: 3, Impressions1h: 10, Clicks30m: 2},
+		{At: now - 10*min_, Clicks1h: 1, Impressions1h: 4, Clicks30m: 1},
+		{At: now - 40*min_, Clicks1h: 5, Impressions1h: 5, Clicks30m: 5}, // only its hour counts
+		{At: now - 61*min_, Clicks1h: 9, Impressions1h: 9, Clicks30m: 9}, // stale
 	})
-	want := shard{at: now, clicks1h: 9, impressions1h: 19, clicks30m: 3}
+	want := windowed.Totals{At: now, Clicks1h: 9, Impressions1h: 19, Clicks30m: 3}
 	if got != want {
 		t.Fatalf("combine = %+v, want %+v", got, want)
 	}
@@ -91,9 +39,6 @@ func TestCombineShards(t *testing.T) {
 	}
 	if _, err := decodeShard("1 2"); err == nil {
 		t.Fatal("decodeShard accepted a short value")
-	}
-	if r := smoothedRate(0, 0, 0.03); r != 0.03 {
-		t.Fatalf("rate without trials = %v, want the prior", r)
 	}
 }
 
@@ -141,5 +86,93 @@ func TestPhasesSpreadRefresh(t *testing.T) {
 	p.advance(base+10*period, mark) // a jump of many periods
 	if len(marked) > 100 {
 		t.Fatalf("a jump marked %d ids, want one slot's share", len(marked))
+	}
+}
+
+// TestPartitionValues feeds a partition events as Kafka messages and checks
+// the values it would write: the names and times the online store reads,
+// the numbers features/windowed computes.
+func TestPartitionValues(t *testing.T) {
+	fs, err := features.Load("../../features/features.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	t.Cleanup(func() { rdb.Close() })
+	c, err := New(Config{Kafka: config.Kafka{Brokers: []string{"127.0.0.1:1"}}, GroupID: "g",
+		ClicksPer30m: func(string) (float64, bool) { return 3, true }}, fs, rdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPartition(c, events.TopicInteractions, 0, nil, nil)
+	t0 := time.Now().Add(-20 * time.Minute).Truncate(time.Minute)
+	for i, ev := range []struct {
+		at     time.Duration
+		user   string
+		item   string
+		action adaptrecv1.Action
+	}{
+		{0, "u1", "i1", adaptrecv1.Action_ACTION_IMPRESSION},
+		{time.Minute, "u1", "i1", adaptrecv1.Action_ACTION_CLICK},
+		{2 * time.Minute, "u1", "i2", adaptrecv1.Action_ACTION_IMPRESSION},
+		{3 * time.Minute, "u2", "i1", adaptrecv1.Action_ACTION_IMPRESSION},
+	} {
+		m, err := events.Message(events.NewInteraction(fmt.Sprint("e", i), t0.Add(ev.at), "test",
+			&adaptrecv1.UserInteractionEvent{UserId: ev.user, ItemId: ev.item, Action: ev.action, SessionId: "s-" + ev.user}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Offset = int64(i)
+		p.handle(m, false)
+	}
+	at := t0.Add(10 * time.Minute).UnixMilli()
+	got := map[string]string{}
+	for _, v := range p.userValues(p.users["u1"], at) {
+		got[v.Feature] = fmt.Sprintf("%v@%d", v.Value, v.At.UnixMilli()-t0.UnixMilli())
+	}
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	want := map[string]string{
+		"user_session_key":          fmt.Sprintf("%v@%d", features.Value{Int: features.SessionKey("s-u1")}, ms(2*time.Minute)),
+		"user_session_start_ms":     fmt.Sprintf("%v@%d", features.Value{Int: t0.UnixMilli()}, ms(2*time.Minute)),
+		"user_session_interactions": fmt.Sprintf("%v@%d", features.Value{Int: 1}, ms(2*time.Minute)),
+		"user_session_clicks":       fmt.Sprintf("%v@%d", features.Value{Int: 1}, ms(2*time.Minute)),
+		"user_session_recent_items": fmt.Sprintf("%v@%d", features.Value{List: []string{"i1"}}, ms(2*time.Minute)),
+		"user_last_interaction_ms":  fmt.Sprintf("%v@%d", features.Value{Int: t0.Add(time.Minute).UnixMilli()}, ms(time.Minute)),
+		"user_clicks_1h":            fmt.Sprintf("%v@%d", features.Value{Int: 1}, ms(10*time.Minute)),
+		"user_purchases_1h":         fmt.Sprintf("%v@%d", features.Value{Int: 0}, ms(10*time.Minute)),
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("user values\n%v\nwant\n%v", got, want)
+	}
+	items, vals := p.users["u1"].AppendPairImpressions(at, nil, nil)
+	if len(items) != 2 || vals[0].Int != 1 || vals[1].Int != 1 {
+		t.Errorf("u1's pair set %v %v, want i1 and i2 once each", items, vals)
+	}
+
+	vals1 := p.itemValues("i1", p.win.Totals("i1", at))
+	vals0 := p.itemValues("i9", p.win.Totals("i9", at)) // no traffic
+	for _, c := range []struct {
+		vals []online.NearlineValue
+		want string
+	}{
+		// (1 + 100·0.03) / (2 + 100); (1 + 1) / (3 + 1).
+		{vals1, "item_clicks_1h=1 item_impressions_1h=2 item_ctr_1h=0.039215684 item_trending_velocity_30m=0.5"},
+		// No traffic in the hour: the prior and the velocity's default.
+		{vals0, "item_clicks_1h=0 item_impressions_1h=0 item_ctr_1h=0.03 item_trending_velocity_30m=1"},
+	} {
+		var s []string
+		for _, v := range c.vals {
+			x := fmt.Sprint(v.Value.Int)
+			if v.Feature == "item_ctr_1h" || v.Feature == "item_trending_velocity_30m" {
+				x = fmt.Sprint(v.Value.Float)
+			}
+			s = append(s, v.Feature+"="+x)
+			if v.At.UnixMilli() != at {
+				t.Errorf("%s written at %s, want %s", v.Feature, v.At, time.UnixMilli(at))
+			}
+		}
+		if got := strings.Join(s, " "); got != c.want {
+			t.Errorf("item values %s, want %s", got, c.want)
+		}
 	}
 }

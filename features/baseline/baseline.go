@@ -34,13 +34,15 @@ import (
 
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/snapshot"
+	"github.com/adaptrec/adaptrec/features/windowed"
 )
 
 // Feature is the batch feature the baseline is computed from.
 const Feature = "item_clicks_7d"
 
-// HalfHoursPer7Days divides Feature into clicks per 30 minutes.
-const HalfHoursPer7Days = 7 * 24 * 2
+// HalfHoursPer7Days divides Feature into clicks per 30 minutes (the
+// training join's rule, features/windowed).
+const HalfHoursPer7Days = windowed.HalfHoursPer7Days
 
 // DefaultInterval is how often Run checks the current pointer unless
 // Options.Interval says otherwise; it matches the serving stores'
@@ -261,7 +263,7 @@ func (b *Baseline) load(ctx context.Context, version string) (*table, error) {
 		if b.feature.Type.Kind == features.KindFloat {
 			clicks = float64(v.Float)
 		}
-		t.per30m[row.EntityID] = clicks / HalfHoursPer7Days
+		t.per30m[row.EntityID] = windowed.BaselinePer30m(clicks)
 	}
 	return t, nil
 }

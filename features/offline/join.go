@@ -56,9 +56,8 @@ type Config struct {
 	// Attribution is how long after an impression a click (watch,
 	// purchase) still counts for it; DefaultAttribution when zero.
 	Attribution time.Duration
-	// Features are the row's features in order; when empty, every ranker
-	// input of the definitions except nearline features (which the join
-	// does not reproduce) in canonical order.
+	// Features are the row's features in order; when empty,
+	// DefaultFeatures.
 	Features []string
 	// AvailabilityLag delays when a snapshot may be used: an example at t
 	// reads the latest snapshot with AsOf + AvailabilityLag ≤ t. 0 uses a
@@ -66,8 +65,10 @@ type Config struct {
 	// delay to train on exactly what serving had.
 	AvailabilityLag time.Duration
 	// StateLookback is how far before From the log is replayed for the
-	// users' nearline state (session, last action);
-	// DefaultStateLookback (the ttl of user_last_interaction_ms) when zero.
+	// nearline state (sessions, last actions, the hour windows of users
+	// and items); DefaultStateLookback (the ttl of
+	// user_last_interaction_ms) when zero. Less than an hour leaves the
+	// windows of the first examples short.
 	StateLookback time.Duration
 	// Zones returns a user's home IANA zone, used for events archived
 	// without the client's time_zone.
@@ -177,12 +178,13 @@ func (c Config) validate() error {
 }
 
 // DefaultFeatures returns the features of a training row when Config names
-// none: every ranker input that is not a nearline feature, in canonical
-// order.
+// none: every ranker input in canonical order, except nearline features
+// the join does not compute (those features/windowed has no rule for),
+// which would hold their defaults in every row.
 func DefaultFeatures(fs *features.FeatureSet) []string {
 	var out []string
 	for _, f := range fs.RankerInputs() {
-		if f.Lane != features.LaneNearline {
+		if f.Lane != features.LaneNearline || computedNearline(fs, f.Name) {
 			out = append(out, f.Name)
 		}
 	}

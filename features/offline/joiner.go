@@ -9,6 +9,7 @@ import (
 	"github.com/adaptrec/adaptrec/eventlog"
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/snapshot"
+	"github.com/adaptrec/adaptrec/features/windowed"
 )
 
 // groupCursor walks one batch group's snapshot history forward in event
@@ -65,6 +66,15 @@ func (g *groupCursor) at(ctx context.Context, t int64) error {
 	return nil
 }
 
+// asOf is the data cutoff of the snapshot current examples read; false
+// before the group's first usable one.
+func (g *groupCursor) asOf() (time.Time, bool) {
+	if g.next == 0 || g.bind == nil {
+		return time.Time{}, false
+	}
+	return g.hist[g.next-1].AsOf, true
+}
+
 // apply sets the group's features of the entity id into rec (nothing when
 // no snapshot is usable yet or it has no row for the id).
 func (g *groupCursor) apply(rec *features.Record, id []byte, t time.Time) error {
@@ -86,16 +96,6 @@ func (g *groupCursor) apply(rec *features.Record, id []byte, t time.Time) error 
 	return g.bind.Apply(rec, &g.rows[i])
 }
 
-// userState is what the nearline lane knows about a user, replayed from the
-// log.
-type userState struct {
-	lastEvent    int64 // unix ms of the latest event, any action
-	sessionKey   int64
-	sessionStart int64
-	sessionActs  int64
-	lastAction   int64 // unix ms of the latest action that is not an impression
-}
-
 // example is an impression waiting for its label.
 type example struct {
 	t                         int64
@@ -112,13 +112,21 @@ type attrKey struct {
 	session    int64
 }
 
-// pendingEvent is an event of the current millisecond, applied to the user
-// state only once the log moves past it: examples read the state strictly
-// before their own millisecond, as serving did before the page was logged.
+// pendingEvent is an event of the current millisecond, applied to the
+// nearline state (users' and items') only once the log moves past it:
+// examples read the state strictly before their own millisecond, as
+// serving did before the page was logged.
 type pendingEvent struct {
-	user    int32
-	session int64
-	act     bool // an action, not an impression
+	user, item int32 // -1 for none
+	session    int64
+	action     windowed.Action
+}
+
+// nearlineFeature is how the join sets one feature windowed computes.
+type nearlineFeature struct {
+	on  bool // in the layout, and defined as windowed computes it
+	id  features.ID
+	ttl int64 // ms; 0 for none
 }
 
 type joiner struct {
@@ -129,11 +137,8 @@ type joiner struct {
 	byEnt  [3][]*groupCursor // user, item, user_item
 
 	users, items                   map[string]int32
-	userIDs                        []string
-	state                          []userState
+	userIDs, itemIDs               []string
 	sessionTTL, lastActionTTL      int64
-	stateIDs                       [4]features.ID
-	stateDefined                   [4]bool
 	from, to, window               int64
 	curT                           int64
 	pending                        []pendingEvent
@@ -147,6 +152,23 @@ type joiner struct {
 	defaulted                      map[string]string
 	// zoned counts examples whose request features had a time zone.
 	zoned int64
+
+	// The nearline lane, computed by features/windowed as the nearline
+	// consumer computes it: users' state, items' bucketed counts (no
+	// lateness: the log is read in time order), and how each feature is
+	// set.
+	rules     windowed.Rules
+	state     []windowed.User
+	itemWin   *windowed.Items
+	itemsOn   bool // an item feature of windowed is in the layout
+	evictHour int64
+	nl        [windowed.NumFeatures]nearlineFeature
+	// base is the group holding item_clicks_7d, the trending baseline,
+	// when item_trending_velocity_30m is in the layout; baselined counts
+	// the examples that had one.
+	base      *groupCursor
+	clicks7d  *features.Feature
+	baselined int64
 }
 
 func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *features.Layout, cfg *Config) (*joiner, error) {
@@ -161,6 +183,8 @@ func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *f
 		curT:      -1 << 62,
 		defaulted: map[string]string{},
 		out:       newWriter(st, cfg.ID, layout.Width(), cfg.RowsPerFile),
+		rules:     windowed.RulesFor(fs),
+		itemWin:   windowed.NewItems(windowed.DefaultBucket, 0),
 	}
 	if f, ok := fs.Lookup(features.FeatureSessionKey); ok && f.TTL > 0 {
 		j.sessionTTL = f.TTL.Milliseconds()
@@ -168,21 +192,36 @@ func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *f
 	if f, ok := fs.Lookup(features.FeatureLastInteractionMs); ok && f.TTL > 0 {
 		j.lastActionTTL = f.TTL.Milliseconds()
 	}
-	for i, n := range []string{features.FeatureSessionKey, features.FeatureSessionStartMs, features.FeatureSessionInteractions, features.FeatureLastInteractionMs} {
-		if f, ok := fs.Lookup(n); ok && f.Entity == features.EntityUser && f.Type.Kind == features.KindInt {
-			j.stateIDs[i], j.stateDefined[i] = f.ID, true
-		}
-	}
-
 	inLayout := map[string]bool{}
 	for _, n := range layout.Names() {
 		inLayout[n] = true
+	}
+	for f := range windowed.NumFeatures {
+		d, ok := fs.Lookup(f.Name())
+		if !ok || !inLayout[f.Name()] || !f.Defines(fs) {
+			continue
+		}
+		j.nl[f] = nearlineFeature{on: true, id: d.ID, ttl: d.TTL.Milliseconds()}
+		j.itemsOn = j.itemsOn || f.Entity() == features.EntityItem
+	}
+	// The trending baseline is item_clicks_7d of the item snapshot as of
+	// the example, as serving's is that of the current one.
+	var baseGroup string
+	if j.nl[windowed.ItemTrendingVelocity30m].on {
+		f, ok := fs.Lookup(baselineFeature)
+		switch {
+		case !ok || f.Entity != features.EntityItem || f.Lane != features.LaneBatch || (f.Type.Kind != features.KindInt && f.Type.Kind != features.KindFloat):
+			j.nl[windowed.ItemTrendingVelocity30m].on = false
+			j.defaulted[windowed.ItemTrendingVelocity30m.Name()] = "no trending baseline: " + fs.Source() + " defines no int or float item batch feature " + baselineFeature
+		default:
+			j.clicks7d, baseGroup = f, f.Group
+		}
 	}
 	for _, g := range fs.Groups() {
 		if g.Lane != features.LaneBatch {
 			continue
 		}
-		used := false
+		used := g.Name == baseGroup
 		for _, f := range g.Features {
 			used = used || inLayout[f.Name]
 		}
@@ -196,30 +235,44 @@ func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *f
 		gc := &groupCursor{name: g.Name, entity: g.Entity, hist: hist, lag: cfg.AvailabilityLag, st: st, fs: fs}
 		j.groups = append(j.groups, gc)
 		j.byEnt[g.Entity] = append(j.byEnt[g.Entity], gc)
+		if g.Name == baseGroup {
+			j.base = gc
+		}
 		if len(hist) == 0 {
 			for _, f := range g.Features {
 				if inLayout[f.Name] {
 					j.defaulted[f.Name] = "group " + g.Name + " has no snapshot"
 				}
 			}
+			if g.Name == baseGroup {
+				j.defaulted[windowed.ItemTrendingVelocity30m.Name()] = "no trending baseline: group " + g.Name + " (" + baselineFeature + ") has no snapshot"
+			}
 		}
 	}
 	for _, c := range layout.Columns() {
 		f, _ := fs.Lookup(c.Name)
-		switch {
-		case f.Lane == features.LaneNearline && !isStateFeature(f.Name):
-			j.defaulted[f.Name] = "nearline feature: the offline join replays only the user state the request lane reads (user_session_*, user_last_interaction_ms)"
+		if f.Lane != features.LaneNearline {
+			continue
+		}
+		if w, ok := windowed.Lookup(f.Name); !ok || !j.nl[w].on {
+			if _, why := j.defaulted[f.Name]; !why {
+				j.defaulted[f.Name] = "nearline feature the join does not compute: features/windowed has no rule for a " +
+					f.Entity.String() + " " + f.Type.String() + " " + f.Name
+			}
 		}
 	}
 	return j, nil
 }
 
-func isStateFeature(name string) bool {
-	switch name {
-	case features.FeatureSessionKey, features.FeatureSessionStartMs, features.FeatureSessionInteractions, features.FeatureLastInteractionMs:
-		return true
-	}
-	return false
+// baselineFeature is the batch feature the trending baseline is computed
+// from (windowed.BaselinePer30m), as serving's features/baseline does.
+const baselineFeature = "item_clicks_7d"
+
+// computedNearline reports whether the join computes a nearline feature of
+// fs.
+func computedNearline(fs *features.FeatureSet, name string) bool {
+	f, ok := windowed.Lookup(name)
+	return ok && f.Defines(fs)
 }
 
 func localTimeFeature(name string) bool {
@@ -238,7 +291,7 @@ func (j *joiner) user(id string) int32 {
 	i := int32(len(j.userIDs))
 	j.users[c] = i
 	j.userIDs = append(j.userIDs, c)
-	j.state = append(j.state, userState{})
+	j.state = append(j.state, windowed.User{})
 	return i
 }
 
@@ -246,15 +299,17 @@ func (j *joiner) item(id string) int32 {
 	if i, ok := j.items[id]; ok {
 		return i
 	}
-	i := int32(len(j.items))
-	j.items[strings.Clone(id)] = i
+	c := strings.Clone(id)
+	i := int32(len(j.itemIDs))
+	j.items[c] = i
+	j.itemIDs = append(j.itemIDs, c)
 	return i
 }
 
 // add processes one archived event; events come in event-time order.
 func (j *joiner) add(ctx context.Context, r *eventlog.Row) error {
 	j.events++
-	if r.UserID == "" {
+	if r.UserID == "" && r.ItemID == "" {
 		return nil
 	}
 	t := r.EventTime.UnixMilli()
@@ -265,14 +320,19 @@ func (j *joiner) add(ctx context.Context, r *eventlog.Row) error {
 			return err
 		}
 	}
-	u := j.user(r.UserID)
+	u, it := int32(-1), int32(-1)
+	if r.UserID != "" {
+		u = j.user(r.UserID)
+	}
+	if r.ItemID != "" {
+		it = j.item(r.ItemID)
+	}
 	session := features.SessionKey(r.SessionID)
-	isImpression := r.Action == "ACTION_IMPRESSION"
-	j.pending = append(j.pending, pendingEvent{user: u, session: session, act: !isImpression})
-	if r.ItemID == "" {
+	j.pending = append(j.pending, pendingEvent{user: u, item: it, session: session, action: windowed.ActionNamed(r.Action)})
+	if u < 0 || it < 0 {
 		return nil
 	}
-	key := attrKey{user: u, item: j.item(r.ItemID), session: session}
+	key := attrKey{user: u, item: it, session: session}
 	switch r.Action {
 	case "ACTION_IMPRESSION":
 		if t >= j.from && t < j.to {
@@ -296,38 +356,112 @@ func (j *joiner) add(ctx context.Context, r *eventlog.Row) error {
 }
 
 // applyPending applies the events of the millisecond just finished to the
-// users' nearline state.
+// nearline state, through features/windowed as the nearline consumer
+// does.
 func (j *joiner) applyPending() {
+	t := j.curT
 	for _, p := range j.pending {
-		s := &j.state[p.user]
-		t := j.curT
-		if p.session != 0 && (p.session != s.sessionKey || t-s.lastEvent > j.sessionTTL) {
-			s.sessionKey, s.sessionStart, s.sessionActs = p.session, t, 0
+		e := windowed.Event{T: t, Session: p.session, Action: p.action}
+		if p.item >= 0 {
+			e.Item = j.itemIDs[p.item]
 		}
-		s.lastEvent = t
-		if p.act {
-			if p.session != 0 && p.session == s.sessionKey {
-				s.sessionActs++
-			}
-			s.lastAction = t
+		if p.user >= 0 {
+			j.state[p.user].Apply(&j.rules, e)
+		}
+		if p.item >= 0 && j.itemsOn {
+			j.itemWin.Add(e.Item, t, p.action)
 		}
 	}
 	j.pending = j.pending[:0]
+	// Buckets that no window can read any more go once an hour of event
+	// time, so memory follows the items of the last hours, not the log.
+	if h := t / time.Hour.Milliseconds(); j.itemsOn && h != j.evictHour {
+		j.evictHour = h
+		j.itemWin.Evict()
+	}
 }
 
-// stateAt returns the user's nearline state as serving would read it at t.
-func (j *joiner) stateAt(u int32, t int64) features.UserState {
+// nearline sets the example's nearline features, computed by
+// features/windowed from the events strictly before its millisecond, as of
+// its time t, each read as serving reads it (a value older than the
+// feature's ttl is the default), and returns the user's state as the
+// request lane reads it.
+func (j *joiner) nearline(u int32, item string, t int64) (features.UserState, error) {
 	s := &j.state[u]
+	uv := s.Values(t)
 	var us features.UserState
-	if s.sessionKey != 0 && t-s.lastEvent <= j.sessionTTL {
-		us.SessionKey = s.sessionKey
-		us.SessionStart = time.UnixMilli(s.sessionStart).UTC()
-		us.SessionInteractions = s.sessionActs
+	if uv.SessionKey != 0 && t-uv.LastEvent <= j.sessionTTL {
+		us.SessionKey = uv.SessionKey
+		us.SessionStart = time.UnixMilli(uv.SessionStart).UTC()
+		us.SessionInteractions = uv.SessionInteractions
 	}
-	if s.lastAction > 0 && t-s.lastAction <= j.lastActionTTL {
-		us.LastInteraction = time.UnixMilli(s.lastAction).UTC()
+	if uv.LastInteraction > 0 && t-uv.LastInteraction <= j.lastActionTTL {
+		us.LastInteraction = time.UnixMilli(uv.LastInteraction).UTC()
 	}
-	return us
+	for f := windowed.SessionKey; f <= windowed.UserPurchases1h; f++ {
+		if v, at, ok := uv.Get(f); ok {
+			if err := j.setNearline(j.userRec, f, v, t-at); err != nil {
+				return us, err
+			}
+		}
+	}
+	if j.itemsOn {
+		base, ok := j.baseline(t)
+		iv := j.rules.ItemValues(j.itemWin.Totals(item, t), base, ok)
+		for f := windowed.ItemClicks1h; f <= windowed.ItemTrendingVelocity30m; f++ {
+			if v, at, ok := iv.Get(f); ok {
+				if err := j.setNearline(j.itemRec, f, v, t-at); err != nil {
+					return us, err
+				}
+			}
+		}
+	}
+	if j.nl[windowed.PairImpressions1h].on {
+		v := features.Value{Int: s.PairImpressions(item, t)}
+		if err := j.setNearline(j.pairRec, windowed.PairImpressions1h, v, 0); err != nil {
+			return us, err
+		}
+	}
+	return us, nil
+}
+
+// setNearline sets a nearline value of age ms into rec, unless the feature
+// is not in the layout or the value is older than its ttl.
+func (j *joiner) setNearline(rec *features.Record, f windowed.Feature, v features.Value, age int64) error {
+	nf := &j.nl[f]
+	if !nf.on || (nf.ttl > 0 && age > nf.ttl) {
+		return nil
+	}
+	switch f.Kind() {
+	case features.KindInt:
+		return rec.SetInt(nf.id, v.Int)
+	case features.KindFloat:
+		return rec.SetFloat(nf.id, float64(v.Float))
+	}
+	return nil // lists are not ranker inputs
+}
+
+// baseline returns the trending baseline of the example's item: its
+// item_clicks_7d per 30 minutes in the item snapshot the example reads
+// (already applied to itemRec), unless that snapshot is older than the
+// feature's ttl — what serving's baseline holds at t.
+func (j *joiner) baseline(t int64) (float64, bool) {
+	if j.base == nil || j.clicks7d == nil {
+		return 0, false
+	}
+	asOf, ok := j.base.asOf()
+	if !ok || (j.clicks7d.TTL > 0 && t > asOf.Add(j.clicks7d.TTL).UnixMilli()) {
+		return 0, false
+	}
+	v, set, err := j.itemRec.Get(j.clicks7d.ID)
+	if err != nil || !set {
+		return 0, false
+	}
+	j.baselined++
+	if j.clicks7d.Type.Kind == features.KindFloat {
+		return windowed.BaselinePer30m(float64(v.Float)), true
+	}
+	return windowed.BaselinePer30m(float64(v.Int)), true
 }
 
 // example builds the row of one impression.
@@ -346,10 +480,6 @@ func (j *joiner) example(ctx context.Context, r *eventlog.Row, t int64, key attr
 			return err
 		}
 	}
-	us := j.stateAt(key.user, t)
-	if err := j.setState(us); err != nil {
-		return err
-	}
 	j.key = append(j.key[:0], r.ItemID...)
 	for _, g := range j.byEnt[features.EntityItem] {
 		if err := g.apply(j.itemRec, j.key, r.EventTime); err != nil {
@@ -361,6 +491,10 @@ func (j *joiner) example(ctx context.Context, r *eventlog.Row, t int64, key attr
 		if err := g.apply(j.pairRec, j.key, r.EventTime); err != nil {
 			return err
 		}
+	}
+	us, err := j.nearline(key.user, j.itemIDs[key.item], t)
+	if err != nil {
+		return err
 	}
 	// The client's zone archived with the event, else the user's home zone.
 	zone := r.TimeZone
@@ -382,32 +516,13 @@ func (j *joiner) example(ctx context.Context, r *eventlog.Row, t int64, key attr
 		return err
 	}
 	e.t, e.eventTime, e.key = t, r.EventTime, key
-	e.eventID, e.user, e.item, e.req = strings.Clone(r.EventID), j.userIDs[key.user], strings.Clone(r.ItemID), strings.Clone(r.RequestID)
+	e.eventID, e.user, e.item, e.req = strings.Clone(r.EventID), j.userIDs[key.user], j.itemIDs[key.item], strings.Clone(r.RequestID)
 	e.position = -1
 	if r.Position != nil {
 		e.position = *r.Position
 	}
 	j.queue = append(j.queue, e)
 	j.open[key] = e // the latest impression of the key takes later clicks
-	return nil
-}
-
-func (j *joiner) setState(us features.UserState) error {
-	vals := [4]int64{us.SessionKey, 0, us.SessionInteractions, 0}
-	if !us.SessionStart.IsZero() {
-		vals[1] = us.SessionStart.UnixMilli()
-	}
-	if !us.LastInteraction.IsZero() {
-		vals[3] = us.LastInteraction.UnixMilli()
-	}
-	known := [4]bool{us.SessionKey != 0, us.SessionKey != 0, us.SessionKey != 0, !us.LastInteraction.IsZero()}
-	for i, id := range j.stateIDs {
-		if j.stateDefined[i] && known[i] {
-			if err := j.userRec.SetInt(id, vals[i]); err != nil {
-				return err
-			}
-		}
-	}
 	return nil
 }
 
@@ -465,7 +580,7 @@ func (j *joiner) manifest() Manifest {
 		Purchased:       j.out.purchased,
 		EventsRead:      j.events,
 		Files:           j.out.files,
-		Defaulted:       j.defaultedWithZones(),
+		Defaulted:       j.defaultedWithoutInputs(),
 	}
 	for _, g := range j.groups {
 		for _, u := range g.uses {
@@ -477,16 +592,21 @@ func (j *joiner) manifest() Manifest {
 	return m
 }
 
-// defaultedWithZones adds the local-time request features to the defaulted
-// ones when no example had a time zone (neither archived with the event nor
-// from Config.Zones).
-func (j *joiner) defaultedWithZones() map[string]string {
-	if j.zoned > 0 {
-		return j.defaulted
-	}
+// defaultedWithoutInputs adds to the defaulted features those no example
+// had the input of: the local-time request features when no example had
+// a time zone (neither archived with the event nor from Config.Zones), and
+// the trending velocity when no example had a baseline.
+func (j *joiner) defaultedWithoutInputs() map[string]string {
 	for _, c := range j.layout.Columns() {
-		if f, _ := j.fs.Lookup(c.Name); f.Lane == features.LaneRequest && localTimeFeature(f.Name) {
+		f, _ := j.fs.Lookup(c.Name)
+		if _, ok := j.defaulted[f.Name]; ok {
+			continue
+		}
+		switch {
+		case j.zoned == 0 && f.Lane == features.LaneRequest && localTimeFeature(f.Name):
 			j.defaulted[f.Name] = "no time zone: events archived without time_zone and no Config.Zones"
+		case j.baselined == 0 && j.out.rows > 0 && f.Name == windowed.ItemTrendingVelocity30m.Name():
+			j.defaulted[f.Name] = "no trending baseline: no example's item had " + baselineFeature + " in the item snapshot it read (serving writes no velocity without one)"
 		}
 	}
 	return j.defaulted

@@ -74,7 +74,7 @@ line) to stdout. 'training-set ls' lists the training sets built so far.`,
 	f.StringVar(&o.from, "from", "", "start of the impressions' event-time range, inclusive (required): RFC 3339, a UTC date, now, or relative (-7d)")
 	f.StringVar(&o.to, "to", "", "end of the impressions' event-time range, exclusive (required)")
 	f.StringVar(&o.id, "id", "", "training set id (its prefix training/<id>/); default <creation time>-<8 hex digits>")
-	f.StringSliceVar(&o.features, "features", nil, "features of the row, in order (comma-separated); default every ranker input but the nearline features")
+	f.StringSliceVar(&o.features, "features", nil, "features of the row, in order (comma-separated); default every ranker input the join computes (offline.DefaultFeatures)")
 	f.DurationVar(&o.attribution, "attribution", offline.DefaultAttribution, "label window: how long after an impression a click (watch, purchase) counts for it")
 	f.DurationVar(&o.lag, "availability-lag", 0, "an example at t reads the latest snapshot with cutoff + lag <= t; set it to the batch job's publication delay to train on exactly what serving had")
 	f.DurationVar(&o.lookback, "state-lookback", offline.DefaultStateLookback, "how far before --from the log is replayed for the users' session and last action")
