@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -193,6 +196,13 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	}
 	total := time.Since(started)
 
+	// 3b. Batch features from the event log, through Temporal: snapshots
+	// computed, validated, loaded into Redis and made current.
+	feats, featsURL, err := demoBatchFeatures(ctx, stderr, tc, cfg, worldID)
+	if err != nil {
+		return err
+	}
+
 	// 4. Live users against the gRPC endpoint, in the same world.
 	var live *sim.LiveReport
 	if o.live > 0 {
@@ -219,6 +229,31 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	fmt.Fprintf(tw, "  event log\t%s (on disk: %s/s3/%s/%s)\n", res.Archive.Location, stateDir, cfg.S3.Bucket, strings.TrimPrefix(res.Archive.Location, "s3://"+cfg.S3.Bucket+"/"))
 	fmt.Fprintf(tw, "  catalogue\t%s\n", store.URI(res.History.CatalogueKey))
 	tw.Flush()
+	fmt.Fprintln(stdout)
+	fmt.Fprintln(stdout, "feature store: batch snapshots made current by the BatchFeatures workflow")
+	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  group\tversion\trows\tstatus\n")
+	current := map[string]bool{}
+	for _, p := range feats.Current {
+		current[p.Group+"/"+p.Version] = true
+	}
+	for _, c := range feats.Prepared.Candidates {
+		status := "kept as history"
+		if current[c.Group+"/"+c.Version] {
+			status = "current"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", c.Group, c.Version, c.Rows, status)
+	}
+	for _, r := range feats.Rejected {
+		fmt.Fprintf(tw, "  REJECTED\t%s\t\t\n", r)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "  computed from %d archived events in %.1f s (scan %.1f s, build %.1f s, write and validate %.1f s)\n",
+		feats.Prepared.Events, feats.Prepared.ScanSeconds+feats.Prepared.BuildSeconds+feats.Prepared.WriteSeconds,
+		feats.Prepared.ScanSeconds, feats.Prepared.BuildSeconds, feats.Prepared.WriteSeconds)
+	if n, err := demoMetric(ctx, cfg.Consumers.HTTPAddr, "adaptrec_nearline_events_applied_total"); err == nil {
+		fmt.Fprintf(stdout, "  nearline consumer: %.0f interaction events applied to the online store (Redis)\n", n)
+	}
 	if live != nil {
 		fmt.Fprintln(stdout)
 		fmt.Fprintln(stdout, "live users against the gRPC endpoint:")
@@ -231,6 +266,8 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  Temporal UI\t%s\n", cfg.Temporal.UIURL)
 	fmt.Fprintf(tw, "  this run\t%s\n", runURL)
+	fmt.Fprintf(tw, "  batch features run\t%s\n", featsURL)
+	fmt.Fprintf(tw, "  a user's features\tadaptrec features get --user %s --items %s,%s\n", sim.UserID(0), sim.ItemID(0), sim.ItemID(1))
 	fmt.Fprintf(tw, "  gRPC\tgrpcurl -plaintext %s list\n", cfg.Server.GRPCAddr)
 	fmt.Fprintf(tw, "  metrics\thttp://%s/metrics (server), http://%s/metrics (consumers), http://%s/metrics (worker)\n",
 		cfg.Server.HTTPAddr, cfg.Consumers.HTTPAddr, cfg.Worker.HTTPAddr)
@@ -256,6 +293,80 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 			}
 		}
 	}
+}
+
+// demoBatchFeatures runs the BatchFeatures workflow on the demo's history
+// and waits for it, printing its stage. A run whose snapshots failed
+// validation is reported, not fatal: the demo shows what became current.
+func demoBatchFeatures(ctx context.Context, stderr io.Writer, tc client.Client, cfg config.Config, worldID string) (workflows.BatchFeaturesResult, string, error) {
+	var res workflows.BatchFeaturesResult
+	id := "batch-features-" + worldID
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: activities.TaskQueueDefault},
+		workflows.BatchFeatures, workflows.BatchFeaturesParams{AsOf: time.Now().UTC().Truncate(time.Second), WorldID: worldID})
+	if err != nil {
+		return res, "", fmt.Errorf("start BatchFeatures: %w", err)
+	}
+	runURL := fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", cfg.Temporal.UIURL,
+		url.PathEscape(cfg.Temporal.Namespace), url.PathEscape(id), url.PathEscape(run.GetRunID()))
+	fmt.Fprintf(stderr, "==> BatchFeatures started: batch features from the event log into versioned snapshots\n    follow it in the Temporal UI: %s\n", runURL)
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, &res) }()
+	started := time.Now()
+	tick := time.NewTicker(3 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			var appErr *temporal.ApplicationError
+			if errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeSnapshotRejected {
+				_ = appErr.Details(&res)
+				fmt.Fprintf(stderr, "==> WARNING: BatchFeatures rejected snapshots: %v\n", res.Rejected)
+				return res, runURL, nil
+			}
+			if err != nil {
+				return res, runURL, fmt.Errorf("BatchFeatures (%s): %w", runURL, err)
+			}
+			fmt.Fprintf(stderr, "==> BatchFeatures done in %s: %d snapshots current\n", time.Since(started).Round(100*time.Millisecond), len(res.Current))
+			return res, runURL, nil
+		case <-tick.C:
+			stage := "running"
+			if v, err := tc.QueryWorkflow(ctx, id, run.GetRunID(), workflows.QueryStage); err == nil {
+				_ = v.Get(&stage)
+			}
+			fmt.Fprintf(stderr, "    %5.0fs  %s\n", time.Since(started).Seconds(), stage)
+		}
+	}
+}
+
+// demoMetric reads one counter's total from a service's /metrics.
+func demoMetric(ctx context.Context, addr, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	total, found := 0.0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != ' ' && line[len(name)] != '{') {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			total, found = total+v, true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("%s has no %s", addr, name)
+	}
+	return total, nil
 }
 
 // demoStack returns nil when a complete local stack already answers on the
