@@ -10,18 +10,14 @@ import (
 
 	"github.com/adaptrec/adaptrec/events"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/testenv"
 )
 
-// ml100k is the shared MovieLens 100K copy; its licence forbids copying it
-// into the repository.
-const ml100k = "../../shared/datasets/ml-100k"
-
+// loadML100K loads the shared MovieLens 100K copy (testenv.Dataset); its
+// licence forbids copying it into the repository.
 func loadML100K(t *testing.T) *MovieLens {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(ml100k, "u.data")); err != nil {
-		t.Skipf("MovieLens 100K not available at %s: %v", ml100k, err)
-	}
-	m, err := LoadMovieLens(ml100k)
+	m, err := LoadMovieLens(testenv.Dataset(t, "ml-100k", "u.data", "u.item"))
 	if err != nil {
 		t.Fatalf("LoadMovieLens: %v", err)
 	}

@@ -186,10 +186,7 @@ func TestSimHistoryAndMovieLensPublish(t *testing.T) {
 	}
 
 	// MovieLens adds its 100,000 ratings to the same topic.
-	dataset := "../../../shared/datasets/ml-100k"
-	if _, err := os.Stat(dataset); err != nil {
-		t.Skipf("MovieLens 100K not available at %s: %v", dataset, err)
-	}
+	dataset := testenv.Dataset(t, "ml-100k", "u.data", "u.item")
 	stdout.Reset()
 	if err := simMovieLens(t.Context(), &stdout, &stderr, cfg, simMovieLensOptions{dataset: dataset, batch: 5000, compression: "none"}); err != nil {
 		t.Fatalf("sim movielens: %v", err)

@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/adaptrec/adaptrec/internal/testenv"
 	"github.com/adaptrec/adaptrec/trainer/retrieval"
 )
 
@@ -189,11 +189,6 @@ func TestFunnelRanksRetrievedCandidates(t *testing.T) {
 	}
 }
 
-// ml100k is the shared MovieLens 100K copy (/work/shared/datasets/ml-100k
-// from the repository at /work/main); its licence forbids copying it into
-// the repository.
-const ml100k = "../../../shared/datasets/ml-100k"
-
 // TestMovieLensQualityBar holds the funnel to the bar of docs/evaluation.md:
 // on MovieLens 100K under the time split it beats both baselines on
 // NDCG@10 and Recall@20.
@@ -201,10 +196,8 @@ func TestMovieLensQualityBar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads MovieLens 100K and trains on it; run without -short")
 	}
+	ml100k := testenv.Dataset(t, "ml-100k", "u.data", "u.item")
 	abs, _ := filepath.Abs(ml100k)
-	if _, err := os.Stat(filepath.Join(ml100k, "u.data")); err != nil {
-		t.Fatalf("MovieLens 100K is missing at %s (expected u.data and u.item there): %v", abs, err)
-	}
 	rep, err := RunMovieLens(t.Context(), ml100k, Options{})
 	if err != nil {
 		t.Fatal(err)
