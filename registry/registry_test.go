@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/adaptrec/adaptrec/events"
@@ -409,49 +408,11 @@ func TestRegistryConcurrentPromotionsExactlyOneWins(t *testing.T) {
 	}
 }
 
-// lifecycleEvents reads every event on the model-lifecycle topic.
+// lifecycleEvents reads every event on the model-lifecycle topic, by
+// event id.
 func lifecycleEvents(t *testing.T, cfg config.Config) []*adaptrecv1.Event {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var out []*adaptrecv1.Event
-	for p := range cfg.Kafka.Partitions {
-		conn, err := kafka.DialLeader(ctx, "tcp", cfg.Kafka.Brokers[0], events.TopicModelLifecycle, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, last, err := conn.ReadOffsets()
-		conn.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if last <= first {
-			continue
-		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, Topic: events.TopicModelLifecycle, Partition: p, MaxWait: 100 * time.Millisecond})
-		if err := r.SetOffset(first); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				r.Close()
-				t.Fatalf("read partition %d: %v", p, err)
-			}
-			e, err := events.Decode(m.Value, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(m.Key) != e.GetModelLifecycle().GetModelName() {
-				t.Errorf("event keyed %q for model %q", m.Key, e.GetModelLifecycle().GetModelName())
-			}
-			out = append(out, e)
-			if m.Offset >= last-1 {
-				break
-			}
-		}
-		r.Close()
-	}
+	out := testenv.TopicEvents(t, cfg.Kafka, events.TopicModelLifecycle)
 	slices.SortFunc(out, func(a, b *adaptrecv1.Event) int {
 		return strings.Compare(a.GetEnvelope().GetEventId(), b.GetEnvelope().GetEventId())
 	})

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"gopkg.in/yaml.v3"
 
 	"github.com/adaptrec/adaptrec/events"
@@ -254,45 +252,5 @@ func TestModelsPromoteAndRollback(t *testing.T) {
 // modelLifecycleEvents reads every event on adaptrec.model-lifecycle.v1.
 func modelLifecycleEvents(t *testing.T, cfg config.Config) []*adaptrecv1.Event {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var out []*adaptrecv1.Event
-	for p := range cfg.Kafka.Partitions {
-		conn, err := kafka.DialLeader(ctx, "tcp", cfg.Kafka.Brokers[0], events.TopicModelLifecycle, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, last, err := conn.ReadOffsets()
-		conn.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if last <= first {
-			continue
-		}
-		r := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Kafka.Brokers, Topic: events.TopicModelLifecycle, Partition: p, MaxWait: 100 * time.Millisecond})
-		if err := r.SetOffset(first); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			m, err := r.ReadMessage(ctx)
-			if err != nil {
-				r.Close()
-				t.Fatalf("read partition %d: %v", p, err)
-			}
-			e, err := events.Decode(m.Value, time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(m.Key) != e.GetModelLifecycle().GetModelName() {
-				t.Errorf("event keyed %q for model %q", m.Key, e.GetModelLifecycle().GetModelName())
-			}
-			out = append(out, e)
-			if m.Offset >= last-1 {
-				break
-			}
-		}
-		r.Close()
-	}
-	return out
+	return testenv.TopicEvents(t, cfg.Kafka, events.TopicModelLifecycle)
 }
