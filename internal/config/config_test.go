@@ -112,6 +112,17 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// TestLoadAcceptsFileSelectingVariables: variables that select files, not
+// keys (the ONNX Runtime library among them), must not fail the load.
+func TestLoadAcceptsFileSelectingVariables(t *testing.T) {
+	t.Parallel()
+	for _, kv := range []string{"ADAPTREC_ONNXRUNTIME_LIB=/opt/onnxruntime/libonnxruntime.so", "ADAPTREC_TOOLS_DIR=/opt/tools"} {
+		if _, err := Load("", []string{kv}); err != nil {
+			t.Errorf("%s: %v", kv, err)
+		}
+	}
+}
+
 func TestEnvKeysCoverEveryLeaf(t *testing.T) {
 	t.Parallel()
 	keys := EnvKeys()

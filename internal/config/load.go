@@ -107,6 +107,10 @@ var notConfig = map[string]bool{
 	EnvPrefix + "TOOLS_DIR": true,
 	EnvPrefix + "STATE_DIR": true,
 	EnvPrefix + "ORT_LIB":   true,
+	// internal/onnxrt.LibraryEnv: the ONNX Runtime library's path.
+	EnvPrefix + "ONNXRUNTIME_LIB": true,
+	// internal/testenv.EnvDatasets: where tests find the shared datasets.
+	EnvPrefix + "DATASETS": true,
 }
 
 // renamed maps keys that moved to the key that replaced them, so that a

@@ -1,0 +1,444 @@
+package job_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/adaptrec/adaptrec/eventlog"
+	"github.com/adaptrec/adaptrec/events"
+	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/features/batch"
+	"github.com/adaptrec/adaptrec/features/offline"
+	"github.com/adaptrec/adaptrec/features/snapshot"
+	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/config"
+	"github.com/adaptrec/adaptrec/internal/objstore"
+	"github.com/adaptrec/adaptrec/internal/onnxrt"
+	"github.com/adaptrec/adaptrec/internal/testenv"
+	"github.com/adaptrec/adaptrec/registry"
+	"github.com/adaptrec/adaptrec/registry/onnxcheck"
+	"github.com/adaptrec/adaptrec/registry/registrytest"
+	"github.com/adaptrec/adaptrec/sim"
+	"github.com/adaptrec/adaptrec/trainer/job"
+	"github.com/adaptrec/adaptrec/trainer/ranker"
+	"github.com/adaptrec/adaptrec/trainer/retrieval"
+)
+
+// programEnv makes the test binary act as an external trainer: "go" runs
+// job.RunCommand, "fail" reports an error and exits 3, "nothing" exits 0
+// without writing anything.
+const programEnv = "JOBTEST_PROGRAM"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(programEnv); mode != "" {
+		os.Exit(program(mode))
+	}
+	os.Exit(m.Run())
+}
+
+func program(mode string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch mode {
+	case "go":
+		cfg, err := config.Load("", nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		if err := job.RunCommand(ctx, os.Args[1:], cfg.S3, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "train job:", err)
+			return 1
+		}
+		return 0
+	case "fail":
+		fmt.Fprintln(os.Stderr, "loading CUDA")
+		os.Stdout.Write(job.FormatEvent(job.Event{Event: job.EventProgress, Stage: job.StageRead, Message: "reading"}))
+		os.Stdout.Write(job.FormatEvent(job.Event{Event: job.EventError, Message: "CUDA out of memory"}))
+		return 3
+	case "nothing":
+		os.Stdout.Write(job.FormatEvent(job.Event{Event: job.EventDone}))
+		return 0
+	}
+	return 2
+}
+
+// script writes a shell script that runs this test binary as an external
+// trainer in mode.
+func script(t *testing.T, mode string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "train-"+mode+".sh")
+	body := fmt.Sprintf("#!/bin/sh\n%s=%s exec '%s' \"$@\"\n", programEnv, mode, exe)
+	if err := os.WriteFile(path, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// fixture is a small simulated world archived on a real S3 server, with
+// batch snapshots and a point-in-time training set built from it.
+type fixture struct {
+	cfg   config.Config
+	store *objstore.Store
+	fs    *features.FeatureSet
+	set   offline.Manifest
+	start time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	env := testenv.New(t, testenv.S3)
+	f := &fixture{cfg: env.Config(), start: time.Date(2026, 11, 10, 0, 0, 0, 0, time.UTC)}
+	f.store = testenv.Bucket(t, f.cfg)
+	ctx := t.Context()
+	var err error
+	if f.fs, err = features.Load("../../features/features.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := sim.NewWorld(sim.WorldConfig{Seed: 5, Start: f.start, Window: 3 * 24 * time.Hour,
+		Catalogue: sim.CatalogueConfig{Items: 400}, Population: sim.PopulationConfig{Users: 300}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &eventlog.Writer{Store: f.store, Topic: events.TopicInteractions}
+	if _, err := sim.GenerateHistory(ctx, w, sim.HistoryConfig{Events: 40_000}, func(ctx context.Context, evs []*adaptrecv1.Event) error {
+		return a.Add(ctx, evs...)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	zones := func(id string) string {
+		if i, ok := w.Users.Lookup(id); ok {
+			return w.Users.Users[i].TimeZone.Name
+		}
+		return ""
+	}
+	asOf := f.start.Add(24 * time.Hour)
+	res, err := batch.Compute(ctx, f.store, f.fs, asOf, batch.BatchGroups(f.fs), batch.Config{Catalogue: batch.CatalogueFromSim(w.Catalogue), Zones: zones})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range res.Groups {
+		g := &res.Groups[i]
+		if _, err := snapshot.Write(ctx, f.store, f.fs, g.Group, asOf, g.Rows, snapshot.WriteOptions{NotComputed: g.NotComputed}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.set, err = offline.Build(ctx, f.store, f.fs, offline.Config{ID: "ts-job", From: asOf, To: w.End(), Zones: zones}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("training set: %d rows, %d positives, width %d", f.set.Rows, f.set.Positives, f.set.Width)
+	return f
+}
+
+// input is a fast job on the fixture's training set.
+func (f *fixture) input(id string, seed uint64) job.Input {
+	return job.Input{
+		Format: job.InputFormat, JobID: id, Store: f.store.URI(""), TrainingSet: f.set.ID,
+		Params: job.Params{
+			Seed:       seed,
+			Ranker:     job.RankerParams{Hidden: []int{16}, Epochs: 5, BatchSize: 128},
+			Embeddings: job.EmbeddingParams{Factors: 8, Iterations: 3},
+		},
+	}
+}
+
+var fixedNow = func() time.Time { return time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) }
+
+// TestTrainingJobs trains on a simulated training set against real S3:
+// the Go trainer's layout, its ONNX ranker in ONNX Runtime against the Go
+// forward pass, registration through the ONNX Runtime validator,
+// determinism for a seed, the external-command trainer (this test binary
+// behind a shell script, over s3:// URIs) producing the same bytes, and
+// tampered or unfinished layouts refused.
+func TestTrainingJobs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts S3 and needs ONNX Runtime; run without -short (make test)")
+	}
+	if err := onnxrt.Init(""); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	ctx := t.Context()
+	var mu sync.Mutex
+	var stages []job.Stage
+	g := &job.GoTrainer{Store: f.store, Now: fixedNow, Progress: func(p job.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(stages) == 0 || stages[len(stages)-1] != p.Stage {
+			stages = append(stages, p.Stage)
+		}
+	}}
+	dir := job.LocalDir(t.TempDir())
+	l, err := g.Train(ctx, f.input("job-a", 7), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := l.Metadata
+	t.Logf("metrics %v, split %+v, embeddings %+v, timings %v", md.Metrics, md.Split, md.Embeddings, md.Timings)
+
+	t.Run("layout", func(t *testing.T) {
+		want := []job.Stage{job.StageRead, job.StageSplit, job.StageRanker, job.StageEvaluate, job.StageEmbeddings, job.StageIndex, job.StageExport, job.StageWrite}
+		if !slices.Equal(stages, want) {
+			t.Errorf("progress stages %v, want %v", stages, want)
+		}
+		for _, name := range []string{job.InputFile, job.RankerFile, job.IndexFile, job.MetadataFile} {
+			if _, err := os.Stat(filepath.Join(string(dir), name)); err != nil {
+				t.Errorf("layout lacks %s: %v", name, err)
+			}
+		}
+		back, err := job.CheckLayout(ctx, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.Metadata.JobID != "job-a" || back.Metadata.TrainingSet != f.set.ID || back.Metadata.SchemaHash != f.fs.SchemaHash() ||
+			back.Metadata.InputWidth != f.set.Width || back.Metadata.Trainer != job.TrainerGo || back.Metadata.CodeVersion == "" ||
+			!back.Metadata.CreatedAt.Equal(fixedNow()) || len(back.Metadata.Artifacts) != 2 {
+			t.Errorf("metadata %+v", back.Metadata)
+		}
+		s := md.Split
+		if s.TrainRows+s.GapRows+s.ValidationRows != f.set.Rows || s.TrainRows == 0 || s.ValidationRows == 0 ||
+			!s.TrainEnd.Equal(s.Cutoff.Add(-30*time.Minute)) || math.Abs(float64(s.ValidationRows)/float64(f.set.Rows)-0.2) > 0.01 {
+			t.Errorf("split %+v of %d rows", s, f.set.Rows)
+		}
+		if e := md.Embeddings; !e.To.Equal(s.Cutoff) || !e.From.Equal(f.set.From.Add(-job.DefaultEmbeddingLookback)) || e.Items == 0 || e.Dims != 8 || e.Positives == 0 {
+			t.Errorf("embeddings %+v (cutoff %s)", e, s.Cutoff)
+		}
+		// A small world: the ranker must rank better than chance; its
+		// calibration is not yet better than the base rate's.
+		if auc := md.Metrics[job.MetricAUC]; !(auc > 0.55 && auc <= 1) || !(md.Metrics[job.MetricLogLoss] < 1.05*md.Metrics["baseline_logloss"]) {
+			t.Errorf("metrics %v: the ranker learned nothing", md.Metrics)
+		}
+	})
+
+	t.Run("ONNX Runtime matches the Go forward pass", func(t *testing.T) {
+		data := l.Files[job.RankerFile]
+		sess, err := onnxrt.Load(data, onnxrt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		model, err := ranker.ParseONNX(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := offline.ReadRows(ctx, f.store, f.set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var flat []float32
+		for _, r := range rows[len(rows)-500:] {
+			flat = append(flat, r.Features...)
+		}
+		got, err := sess.Score(flat, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := model.Predict(flat, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-5 {
+				t.Fatalf("row %d: ONNX Runtime %v, Predict %v", i, got[i], want[i])
+			}
+		}
+		// The index serves: fold a user in from two items and search.
+		x, err := retrieval.Load(bytes.NewReader(l.Files[job.IndexFile]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		emb, err := x.Embedder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vec, err := emb.Embed(nil, []int32{0, 1}, []float32{1, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hits := x.Search(nil, vec, 10, retrieval.SearchOptions{}); len(hits) != 10 {
+			t.Errorf("search: %d hits", len(hits))
+		}
+	})
+
+	t.Run("register with the ONNX Runtime validator", func(t *testing.T) {
+		rec := &registrytest.Recorder{}
+		c := &registry.Client{Store: f.store, Events: rec, Features: f.fs, Validator: &onnxcheck.Validator{},
+			RequiredMetrics: []string{job.MetricAUC, job.MetricLogLoss}}
+		m, err := job.Register(ctx, c, l, "ranker", "test", "job-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.TrainingSet != f.set.ID || m.SchemaHash != f.fs.SchemaHash() || len(m.Artifacts) != 4 ||
+			m.Parameters["job_id"] != "job-a" || m.Parameters["ranker.hidden"] != "16" || m.Metrics[job.MetricAUC] != md.Metrics[job.MetricAUC] {
+			t.Errorf("registered %+v", m)
+		}
+		if err := c.Verify(ctx, m); err != nil {
+			t.Error(err)
+		}
+		again, err := job.Register(ctx, c, l, "ranker", "test", "job-a")
+		if !errors.Is(err, registry.ErrExists) || again.Version != m.Version {
+			t.Errorf("registering the layout again: %v, %s", err, again.Version)
+		}
+		// A layout whose ranker was swapped for a broken one is refused
+		// by the validator, and nothing is written.
+		broken := *l
+		broken.Files = maps.Clone(l.Files)
+		broken.Files[job.RankerFile] = registrytest.ONNX(f.set.Width)
+		if _, err := job.Register(ctx, c, &broken, "ranker-broken", "test", ""); !errors.Is(err, registry.ErrInvalid) {
+			t.Errorf("a ranker without metadata was registered: %v", err)
+		}
+	})
+
+	t.Run("deterministic for a seed", func(t *testing.T) {
+		again, err := g.Train(ctx, f.input("job-b", 7), job.LocalDir(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{job.RankerFile, job.IndexFile} {
+			if !bytes.Equal(again.Files[name], l.Files[name]) {
+				t.Errorf("%s differs between two runs with seed 7", name)
+			}
+		}
+		if fmt.Sprint(again.Metadata.Metrics) != fmt.Sprint(md.Metrics) {
+			t.Errorf("metrics %v, then %v", md.Metrics, again.Metadata.Metrics)
+		}
+		// The same training set held in memory trains the same model.
+		rows, err := offline.ReadRows(ctx, f.store, f.set)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem := f.input("job-mem", 7)
+		mem.TrainingSet, mem.Data = "", &job.TrainingData{Manifest: f.set, Rows: rows}
+		fromMemory, err := g.Train(ctx, mem, job.LocalDir(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fromMemory.Files[job.RankerFile], l.Files[job.RankerFile]) || fromMemory.Metadata.TrainingSet != f.set.ID {
+			t.Errorf("training from memory: another ranker, or training set %q", fromMemory.Metadata.TrainingSet)
+		}
+		other, err := g.Train(ctx, f.input("job-c", 8), job.LocalDir(t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(other.Files[job.RankerFile], l.Files[job.RankerFile]) || bytes.Equal(other.Files[job.IndexFile], l.Files[job.IndexFile]) {
+			t.Error("seed 8 gave the artifacts of seed 7")
+		}
+	})
+
+	t.Run("external command", func(t *testing.T) {
+		var progress []job.Progress
+		var log bytes.Buffer
+		c := &job.Command{Path: script(t, "go"), S3: &f.cfg.S3, Log: &log, Progress: func(p job.Progress) { progress = append(progress, p) }}
+		out := job.NewStoreDir(f.store, "training-jobs/job-ext/")
+		ext, err := c.Train(ctx, f.input("job-ext", 7), out)
+		if err != nil {
+			t.Fatalf("%v\nlog:\n%s", err, log.String())
+		}
+		// The same trainer in another process, over s3:// URIs: the same
+		// bytes as in process.
+		for _, name := range []string{job.RankerFile, job.IndexFile} {
+			if !bytes.Equal(ext.Files[name], l.Files[name]) {
+				t.Errorf("%s of the external run differs from the in-process run", name)
+			}
+		}
+		if ext.URI != f.store.URI("training-jobs/job-ext/") || ext.Metadata.JobID != "job-ext" || len(ext.Files[job.InputFile]) == 0 {
+			t.Errorf("layout %s, metadata %+v", ext.URI, ext.Metadata)
+		}
+		var epochs int
+		for _, p := range progress {
+			if p.Stage == job.StageRanker && p.Steps == 5 && p.Metrics["loss"] > 0 && p.Elapsed > 0 {
+				epochs++
+			}
+		}
+		if epochs != 5 || progress[len(progress)-1].Stage != job.StageWrite {
+			t.Errorf("progress %+v", progress)
+		}
+
+		_, err = (&job.Command{Path: script(t, "fail"), Log: &log}).Train(ctx, f.input("job-fail", 7), job.LocalDir(t.TempDir()))
+		if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "CUDA out of memory") {
+			t.Errorf("failing program: %v", err)
+		}
+		if !strings.Contains(log.String(), "loading CUDA") {
+			t.Errorf("the program's log was not passed through:\n%s", log.String())
+		}
+		_, err = (&job.Command{Path: script(t, "nothing")}).Train(ctx, f.input("job-nothing", 7), job.LocalDir(t.TempDir()))
+		if !errors.Is(err, job.ErrInvalidLayout) || !strings.Contains(err.Error(), "exited 0 but") || !strings.Contains(err.Error(), "no metadata.json") {
+			t.Errorf("program that wrote nothing: %v", err)
+		}
+		in := f.input("job-mem", 7)
+		in.Data = &job.TrainingData{Manifest: f.set}
+		if _, err := c.Train(ctx, in, job.LocalDir(t.TempDir())); err == nil || !strings.Contains(err.Error(), "not in memory") {
+			t.Errorf("in-memory training set: %v", err)
+		}
+		// A layout from another job is not this job's.
+		if _, err := (&job.Command{Path: "/bin/true"}).Train(ctx, f.input("job-other", 7), dir); !errors.Is(err, job.ErrInvalidLayout) || !strings.Contains(err.Error(), "wrote job job-a") {
+			t.Errorf("another job's layout: %v", err)
+		}
+	})
+
+	t.Run("tampered layouts", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			edit func(dir string)
+			want string
+		}{
+			{"unfinished", func(d string) { os.Remove(filepath.Join(d, job.MetadataFile)) }, "did not finish"},
+			{"ranker changed", func(d string) { flip(t, filepath.Join(d, job.RankerFile)) }, "ranker.onnx has"},
+			{"index missing", func(d string) { os.Remove(filepath.Join(d, job.IndexFile)) }, "items.ivf is listed but missing"},
+			{"metadata edited", func(d string) {
+				p := filepath.Join(d, job.MetadataFile)
+				b, _ := os.ReadFile(p)
+				os.WriteFile(p, bytes.Replace(b, []byte(`"input_width": `), []byte(`"input_width": 1`), 1), 0o644)
+			}, "input_width 1"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				d := t.TempDir()
+				for name, b := range l.Files {
+					if err := os.WriteFile(filepath.Join(d, name), b, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := job.CheckLayout(ctx, job.LocalDir(d)); err != nil {
+					t.Fatalf("the copy: %v", err)
+				}
+				tc.edit(d)
+				if _, err := job.CheckLayout(ctx, job.LocalDir(d)); !errors.Is(err, job.ErrInvalidLayout) || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("CheckLayout: %v, want %q", err, tc.want)
+				}
+			})
+		}
+	})
+}
+
+// flip inverts the last byte of a file.
+func flip(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
