@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/adaptrec/adaptrec/features/batch"
 	"github.com/adaptrec/adaptrec/sim"
 )
 
@@ -25,12 +26,18 @@ type Dataset struct {
 	ItemIDs []string
 	// Interactions in time order (ties by user, then item).
 	Interactions []Interaction
+	// Catalogue, when set, is the items' metadata for the batch feature
+	// lane (categories, publish times); without it the ranker's features
+	// that need it keep their defaults.
+	Catalogue *batch.Catalogue
 }
 
 // LoadMovieLens reads MovieLens 100K (u.data and u.item) from dir with
 // sim.LoadMovieLens. Ids are the platform's ("ml-u196", "ml-i242"); users
 // are numbered in id order, items in u.item order, which covers every
-// movie, rated or not.
+// movie, rated or not. The catalogue holds each movie's first genre as its
+// category and its release date as its publish time (nothing derived from
+// ratings).
 func LoadMovieLens(dir string) (*Dataset, error) {
 	ml, err := sim.LoadMovieLens(dir)
 	if err != nil {
@@ -61,6 +68,11 @@ func LoadMovieLens(dir string) (*Dataset, error) {
 		ds.Interactions[i] = Interaction{User: user[r.User], Item: item[r.Item], Rating: float32(r.Value), Time: r.Time}
 	}
 	sortByTime(ds.Interactions)
+	cat, err := ml.Catalogue()
+	if err != nil {
+		return nil, fmt.Errorf("eval: MovieLens catalogue from %s: %w", dir, err)
+	}
+	ds.Catalogue = batch.CatalogueFromSim(cat)
 	return ds, nil
 }
 

@@ -3,6 +3,7 @@ package eval
 import (
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/adaptrec/adaptrec/trainer/retrieval"
 )
@@ -19,29 +20,61 @@ type Metrics struct {
 	Coverage float64 `json:"coverage"`
 	// Users is the number of test users averaged over.
 	Users int `json:"users"`
+	// AtK holds "ndcg@K" and "recall@K" for the extra cutoffs asked for
+	// (Options.Cutoffs); nil without any.
+	AtK map[string]float64 `json:"at_k,omitempty"`
 }
 
-// listLen is the longest cut any metric reads.
+// listLen is the longest cut the fixed metrics read; coverage is over it.
 const listLen = 20
 
 // Evaluate asks r for every case's top 20 and averages the metrics.
 func Evaluate(cases []Case, r Recommender, catalogue int) Metrics {
+	return EvaluateAt(cases, r, catalogue, nil)
+}
+
+// EvaluateAt is Evaluate with extra cutoffs: NDCG and recall at each are
+// added to Metrics.AtK, and lists are as long as the largest cutoff (at
+// least 20).
+func EvaluateAt(cases []Case, r Recommender, catalogue int, cutoffs []int) Metrics {
 	var m Metrics
+	n := listLen
+	for _, k := range cutoffs {
+		n = max(n, k)
+	}
+	var at []float64
+	if len(cutoffs) > 0 {
+		at = make([]float64, 2*len(cutoffs))
+	}
 	lists := make([][]int32, len(cases))
 	for i := range cases {
 		c := &cases[i]
-		l := r.Recommend(nil, c, listLen)
+		l := r.Recommend(nil, c, n)
 		lists[i] = l
 		m.NDCG10 += NDCGAt(l, c.Relevant, 10)
 		m.NDCG20 += NDCGAt(l, c.Relevant, 20)
 		m.Recall10 += RecallAt(l, c.Relevant, 10)
 		m.Recall20 += RecallAt(l, c.Relevant, 20)
+		for j, k := range cutoffs {
+			at[2*j] += NDCGAt(l, c.Relevant, k)
+			at[2*j+1] += RecallAt(l, c.Relevant, k)
+		}
 	}
 	if n := float64(len(cases)); n > 0 {
 		m.NDCG10 /= n
 		m.NDCG20 /= n
 		m.Recall10 /= n
 		m.Recall20 /= n
+		for j := range at {
+			at[j] /= n
+		}
+	}
+	if len(cutoffs) > 0 {
+		m.AtK = make(map[string]float64, len(at))
+		for j, k := range cutoffs {
+			m.AtK["ndcg@"+strconv.Itoa(k)] = at[2*j]
+			m.AtK["recall@"+strconv.Itoa(k)] = at[2*j+1]
+		}
 	}
 	m.Coverage = Coverage(lists, listLen, catalogue)
 	m.Users = len(cases)
@@ -69,8 +102,12 @@ type Funnel struct {
 	// NProbe is the IVF search's least number of lists; 0 means the
 	// index's default.
 	NProbe int
-	// Rank, if set, re-scores the candidates.
+	// Rank, if set, re-scores the candidates by id.
 	Rank RankFunc
+	// RankHits, if set, re-scores the candidates from their retrieval
+	// hits (the built-in ranker reads the retrieval score); it takes
+	// precedence over Rank.
+	RankHits func(c *Case, hits []retrieval.Hit) ([]float32, error)
 	// UserIDs names the users for Rank.
 	UserIDs []string
 
@@ -100,23 +137,26 @@ func (f *Funnel) Recommend(dst []int32, c *Case, k int) []int32 {
 		n = DefaultCandidates
 	}
 	n = max(n, k)
-	exclude := func(item int32) bool { return inSorted(c.Seen, item) }
-	var hits []retrieval.Hit
-	if f.Exact {
-		hits = f.Index.Exact(nil, q, n, exclude)
-	} else {
-		hits = f.Index.Search(nil, q, n, retrieval.SearchOptions{NProbe: f.NProbe, Exclude: exclude})
-	}
+	hits := retrieve(f.Index, nil, q, c, n, f.Exact, f.NProbe)
 	items := make([]int32, len(hits))
 	for i, h := range hits {
 		items[i] = h.Item
 	}
-	if f.Rank != nil {
+	var scores []float32
+	switch {
+	case f.RankHits != nil:
+		if scores, err = f.RankHits(c, hits); err != nil {
+			f.fail(fmt.Errorf("eval: rank user %d: %w", c.User, err))
+			return dst
+		}
+	case f.Rank != nil:
 		ids := make([]string, len(items))
 		for i, it := range items {
 			ids[i] = f.Index.ID(it)
 		}
-		scores := f.Rank(f.UserIDs[c.User], ids)
+		scores = f.Rank(f.UserIDs[c.User], ids)
+	}
+	if f.RankHits != nil || f.Rank != nil {
 		if len(scores) != len(items) {
 			f.fail(fmt.Errorf("eval: ranker returned %d scores for %d candidates", len(scores), len(items)))
 			return dst

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -105,7 +106,8 @@ func TestRunIsDeterministic(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.TrainSeconds, a.IndexSeconds, b.TrainSeconds, b.IndexSeconds = 0, 0, 0, 0
-	if a != b {
+	a.EmbeddingSeconds, b.EmbeddingSeconds = 0, 0
+	if !reflect.DeepEqual(a, b) {
 		t.Fatalf("two runs differ:\n%+v\n%+v", a, b)
 	}
 	if a.Protocol.Retrieval == "exact" || !(a.IVFRecall > 0 && a.IVFRecall <= 1) {
@@ -152,7 +154,7 @@ func TestRunWithRanker(t *testing.T) {
 	if ranked.NDCG10 < plain.NDCG10 {
 		t.Errorf("the oracle ranker lowered NDCG@10 from %.4f to %.4f", plain.NDCG10, ranked.NDCG10)
 	}
-	if ranked.BaselinePopular != plain.BaselinePopular {
+	if !reflect.DeepEqual(ranked.BaselinePopular, plain.BaselinePopular) {
 		t.Error("the ranker changed a baseline")
 	}
 
@@ -189,16 +191,18 @@ func TestFunnelRanksRetrievedCandidates(t *testing.T) {
 	}
 }
 
-// TestMovieLensQualityBar holds the funnel to the bar of docs/evaluation.md:
-// on MovieLens 100K under the time split it beats both baselines on
-// NDCG@10 and Recall@20.
+// TestMovieLensQualityBar holds the funnel as delivered (retrieval, then
+// the built-in ranker over the project's feature definitions) to the bar
+// of docs/evaluation.md: on MovieLens 100K under the time split it beats
+// both baselines on NDCG@10 and Recall@20, and the ranker improves on
+// retrieval alone.
 func TestMovieLensQualityBar(t *testing.T) {
 	if testing.Short() {
 		t.Skip("reads MovieLens 100K and trains on it; run without -short")
 	}
 	ml100k := testenv.Dataset(t, "ml-100k", "u.data", "u.item")
 	abs, _ := filepath.Abs(ml100k)
-	rep, err := RunMovieLens(t.Context(), ml100k, Options{})
+	rep, err := RunMovieLens(t.Context(), ml100k, Options{Features: loadFeatures(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,19 +212,27 @@ func TestMovieLensQualityBar(t *testing.T) {
 		t.Fatalf("protocol drifted: %d users, %d items, %d training interactions; want about 97, 1682, 79999",
 			rep.Users, rep.Protocol.Catalogue, rep.Protocol.TrainInteractions)
 	}
-	// A margin of 2% on top of strictly better, so a change that brings
-	// the funnel level with a baseline fails.
-	const margin = 1.02
+	// Over seeds 0-9 the funnel leads each baseline by 55-77% on both
+	// metrics; a 25% margin fails a change that loses most of that, and
+	// retrieval alone (9-15% ahead of most popular on NDCG@10) fails it.
+	const margin = 1.25
 	for _, b := range []struct {
 		name string
 		m    Metrics
 	}{{"most popular", rep.BaselinePopular}, {"co-occurrence", rep.BaselineCoOccurrence}} {
 		if rep.NDCG10 < margin*b.m.NDCG10 {
-			t.Errorf("NDCG@10: funnel %.4f, %s %.4f; want the funnel ahead by 2%%", rep.NDCG10, b.name, b.m.NDCG10)
+			t.Errorf("NDCG@10: funnel %.4f, %s %.4f; want the funnel ahead by 25%%", rep.NDCG10, b.name, b.m.NDCG10)
 		}
 		if rep.Recall20 < margin*b.m.Recall20 {
-			t.Errorf("Recall@20: funnel %.4f, %s %.4f; want the funnel ahead by 2%%", rep.Recall20, b.name, b.m.Recall20)
+			t.Errorf("Recall@20: funnel %.4f, %s %.4f; want the funnel ahead by 25%%", rep.Recall20, b.name, b.m.Recall20)
 		}
+	}
+	r := rep.RetrievalOnly
+	if r == nil || rep.NDCG10 <= r.NDCG10 || rep.Recall20 <= r.Recall20 {
+		t.Errorf("the ranker does not improve on retrieval alone: %+v vs %+v", rep.Metrics, r)
+	}
+	if rk := rep.Ranker; rk == nil || rk.AUC <= rk.RetrievalAUC || rk.LogLoss == nil {
+		t.Errorf("ranker metrics %+v: want an AUC above the retrieval scores' and a log loss", rk)
 	}
 }
 
