@@ -45,6 +45,7 @@ line of stdout, with at least "bench" and the benchmark's measurements.`,
 	cmd.AddCommand(newBenchIngestCmd(&asJSON, lookupTool))
 	cmd.AddCommand(newBenchFeaturesCmd(&asJSON, lookupTool))
 	cmd.AddCommand(newBenchNearlineCmd(&asJSON, lookupTool))
+	cmd.AddCommand(newBenchANNCmd(&asJSON))
 	cmd.AddCommand(newBenchTrainCmd(&asJSON, lookupTool))
 	return cmd
 }
