@@ -63,35 +63,11 @@ func LoadPairsFromSnapshot(ctx context.Context, rdb redis.UniversalClient, fs *f
 	start := time.Now()
 	stats := PairLoadStats{LoadStats: LoadStats{Group: group, Version: version}}
 	opts = opts.withDefaults()
-	var g features.Group
-	found := false
-	for _, x := range fs.Groups() {
-		if x.Name == group {
-			g, found = x, true
-		}
-	}
-	switch {
-	case !found:
-		return stats, fmt.Errorf("load pairs: %s defines no group %q", fs.Source(), group)
-	case g.Entity != features.EntityUserItem || g.Lane != features.LaneBatch:
-		return stats, fmt.Errorf("load pairs: group %s holds %s %s features, not user×item batch features", group, g.Entity, g.Lane)
-	}
-	r, err := snaps.Open(ctx, group, version)
-	if err != nil {
-		return stats, fmt.Errorf("load pairs of %s/%s: %w", group, version, err)
-	}
-	m := r.Manifest()
-	if m.Group != group || m.Version != version || m.Entity != features.EntityUserItem {
-		return stats, fmt.Errorf("load pairs of %s/%s: the snapshot is %s/%s of %s features", group, version, m.Group, m.Version, m.Entity)
-	}
-	bind, err := m.Bind(fs)
-	if err != nil {
-		return stats, fmt.Errorf("load pairs of %s/%s: %w", group, version, err)
-	}
-	meta, rl, err := newVersionMeta(fs, g, m)
+	v, err := openBatchVersion(ctx, fs, snaps, features.EntityUserItem, group, version)
 	if err != nil {
 		return stats, err
 	}
+	r, bind, meta, rl := v.r, v.bind, v.meta, v.rl
 	type pair struct{ item, rec string }
 	byUser := map[string][]pair{}
 	rec := fs.NewRecord(features.EntityUserItem)

@@ -108,26 +108,12 @@ func LoadUsersFromSnapshot(ctx context.Context, rdb redis.UniversalClient, fs *f
 	start := time.Now()
 	stats := LoadStats{Group: group, Version: version}
 	opts = opts.withDefaults()
-	g, err := userBatchGroup(fs, group)
+	v, err := openBatchVersion(ctx, fs, snaps, features.EntityUser, group, version)
 	if err != nil {
 		return stats, err
 	}
-	r, err := snaps.Open(ctx, group, version)
-	if err != nil {
-		return stats, fmt.Errorf("load users of %s/%s: %w", group, version, err)
-	}
+	r, bind, meta, rl := v.r, v.bind, v.meta, v.rl
 	m := r.Manifest()
-	if m.Group != group || m.Version != version || m.Entity != features.EntityUser {
-		return stats, fmt.Errorf("load users of %s/%s: the snapshot is %s/%s of %s features", group, version, m.Group, m.Version, m.Entity)
-	}
-	bind, err := m.Bind(fs)
-	if err != nil {
-		return stats, fmt.Errorf("load users of %s/%s: %w", group, version, err)
-	}
-	meta, rl, err := newVersionMeta(fs, g, m)
-	if err != nil {
-		return stats, err
-	}
 	k := keys{prefix: opts.KeyPrefix}
 	// The meta expires before any record it describes: a version is never
 	// visible with records already gone.
@@ -217,16 +203,48 @@ func writeVersionMeta(ctx context.Context, rdb redis.UniversalClient, k keys, me
 	return nil
 }
 
-func userBatchGroup(fs *features.FeatureSet, group string) (features.Group, error) {
-	for _, g := range fs.Groups() {
-		if g.Name == group {
-			if g.Entity != features.EntityUser || g.Lane != features.LaneBatch {
-				return g, fmt.Errorf("load users: group %s holds %s %s features, not user batch features", group, g.Entity, g.Lane)
-			}
-			return g, nil
+// batchVersion is a snapshot version about to be loaded into Redis.
+type batchVersion struct {
+	r    SnapshotReader
+	bind *snapshot.Binding
+	meta versionMeta
+	rl   *recordLayout
+}
+
+// openBatchVersion opens group's snapshot version for loading after
+// checking that group is a batch group of entity e and the snapshot is the
+// one asked for.
+func openBatchVersion(ctx context.Context, fs *features.FeatureSet, snaps Snapshots, e features.Entity, group, version string) (batchVersion, error) {
+	var v batchVersion
+	g, found := features.Group{}, false
+	for _, x := range fs.Groups() {
+		if x.Name == group {
+			g, found = x, true
 		}
 	}
-	return features.Group{}, fmt.Errorf("load users: %s defines no group %q", fs.Source(), group)
+	switch {
+	case !found:
+		return v, fmt.Errorf("load %s/%s: %s defines no group %q", group, version, fs.Source(), group)
+	case g.Entity != e || g.Lane != features.LaneBatch:
+		return v, fmt.Errorf("load %s/%s: group %s holds %s %s features, not %s batch features", group, version, group, g.Entity, g.Lane, e)
+	}
+	r, err := snaps.Open(ctx, group, version)
+	if err != nil {
+		return v, fmt.Errorf("load %s/%s: %w", group, version, err)
+	}
+	m := r.Manifest()
+	if m.Group != group || m.Version != version || m.Entity != e {
+		return v, fmt.Errorf("load %s/%s: the snapshot is %s/%s of %s features", group, version, m.Group, m.Version, m.Entity)
+	}
+	bind, err := m.Bind(fs)
+	if err != nil {
+		return v, fmt.Errorf("load %s/%s: %w", group, version, err)
+	}
+	meta, rl, err := newVersionMeta(fs, g, m)
+	if err != nil {
+		return v, err
+	}
+	return batchVersion{r: r, bind: bind, meta: meta, rl: rl}, nil
 }
 
 // userVersion is a loaded user (or user×item) batch version as requests
