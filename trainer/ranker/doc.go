@@ -4,8 +4,8 @@
 //
 // A Model is logistic regression (no hidden layers) or an MLP (hidden
 // layers with ReLU), reading rows of a fixed width. Inputs are standardized
-// with per-column means and scales computed from the training rows; the
-// standardization is part of the model and of the exported graph, so
+// with per-column means and scales computed from the training rows and
+// clipped to ±ClipZ; the standardization is part of the model and of the exported graph, so
 // callers always pass raw rows. The output is sigmoid(logit), the
 // probability of a click.
 //

@@ -191,8 +191,10 @@ func (m *Model) ExportONNX() ([]byte, error) {
 
 // Initializer names in the exported graph.
 const (
-	initMean  = "standardize.mean"
-	initScale = "standardize.scale"
+	initMean    = "standardize.mean"
+	initScale   = "standardize.scale"
+	initClipMin = "standardize.clip_min"
+	initClipMax = "standardize.clip_max"
 )
 
 func layerWeight(l int) string { return "dense" + strconv.Itoa(l) + ".weight" }
@@ -214,6 +216,8 @@ func (m *Model) onnxModel() (*onnx.ModelProto, error) {
 		Initializer: []*onnx.TensorProto{
 			floatTensor(initMean, m.Mean, int64(m.Width)),
 			floatTensor(initScale, m.Scale, int64(m.Width)),
+			floatTensor(initClipMin, []float32{-ClipZ}),
+			floatTensor(initClipMax, []float32{ClipZ}),
 		},
 	}
 	node := func(op, name string, inputs []string, output string, attrs ...*onnx.AttributeProto) {
@@ -223,7 +227,8 @@ func (m *Model) onnxModel() (*onnx.ModelProto, error) {
 		})
 	}
 	node("Sub", "standardize.sub", []string{InputName, initMean}, "standardize.centered")
-	node("Mul", "standardize.mul", []string{"standardize.centered", initScale}, "standardize.out")
+	node("Mul", "standardize.mul", []string{"standardize.centered", initScale}, "standardize.scaled")
+	node("Clip", "standardize.clip", []string{"standardize.scaled", initClipMin, initClipMax}, "standardize.out")
 	x := "standardize.out"
 	for l, layer := range m.Layers {
 		w, b := layerWeight(l), layerBias(l)
@@ -338,6 +343,14 @@ func ParseONNX(data []byte) (*Model, error) {
 	}
 	m.Mean = get(initMean, int64(md.Width))
 	m.Scale = get(initScale, int64(md.Width))
+	for _, c := range []struct {
+		name string
+		want float32
+	}{{initClipMin, -ClipZ}, {initClipMax, ClipZ}} {
+		if v := get(c.name); v != nil && (len(v) != 1 || v[0] != c.want) {
+			bad = append(bad, fmt.Sprintf("initializer %s is %v, want [%v]", c.name, v, c.want))
+		}
+	}
 	for l := 0; l+1 < len(sizes); l++ {
 		in, out := sizes[l], sizes[l+1]
 		m.Layers = append(m.Layers, Layer{

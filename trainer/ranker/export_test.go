@@ -43,8 +43,8 @@ func TestExportGraph(t *testing.T) {
 		hidden []int
 		ops    []string
 	}{
-		{nil, []string{"Sub", "Mul", "Gemm", "Sigmoid"}},
-		{[]int{8, 4}, []string{"Sub", "Mul", "Gemm", "Relu", "Gemm", "Relu", "Gemm", "Sigmoid"}},
+		{nil, []string{"Sub", "Mul", "Clip", "Gemm", "Sigmoid"}},
+		{[]int{8, 4}, []string{"Sub", "Mul", "Clip", "Gemm", "Relu", "Gemm", "Relu", "Gemm", "Sigmoid"}},
 	}
 	for _, tt := range tests {
 		m := train(t, d, ranker.Config{Hidden: tt.hidden, Epochs: 1, Seed: 3}).Model

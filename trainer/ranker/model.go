@@ -37,6 +37,16 @@ type Layer struct {
 	B []float32
 }
 
+// ClipZ bounds every standardized input to [-ClipZ, ClipZ], in training, in
+// Predict and in the exported graph (a Clip node). Counts, ages and rates are
+// heavy-tailed: a value tens of standard deviations out (a viral item, a
+// user's first visit in years) would otherwise dominate a linear score, and a
+// column nearly constant in a small training set gets a huge scale. Five
+// standard deviations keeps all but outliers as they are.
+const ClipZ = 5
+
+func clipZ(v float32) float32 { return min(max(v, -ClipZ), ClipZ) }
+
 // Model is a trained ranking model. Treat it as read-only; it is safe for
 // concurrent Predict calls.
 type Model struct {
@@ -45,7 +55,8 @@ type Model struct {
 	// Mean and Scale standardize an input column c as
 	// (x[c] - Mean[c]) * Scale[c]. Scale is 1/std of the training column, or
 	// 0 for a column that was constant in training (the model cannot have
-	// learned anything from it, so it is ignored).
+	// learned anything from it, so it is ignored). The standardized value is
+	// then clipped to [-ClipZ, ClipZ] (see ClipZ).
 	Mean, Scale []float32
 	// Layers are the hidden layers (each followed by ReLU) and, last, the
 	// output layer with one output (followed by sigmoid).
@@ -213,7 +224,7 @@ func (m *Model) predictRow(row, a, b []float32) float32 {
 	x := a[:m.Width]
 	mean, scale := m.Mean[:len(x)], m.Scale[:len(x)]
 	for c, v := range row[:len(x)] {
-		x[c] = (v - mean[c]) * scale[c]
+		x[c] = clipZ((v - mean[c]) * scale[c])
 	}
 	for l := range m.Layers {
 		layer := &m.Layers[l]

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -246,6 +247,29 @@ func TestTrainStandardizes(t *testing.T) {
 		if math.Abs(mean) > 1e-3 || math.Abs(std-wantStd) > 1e-3 {
 			t.Errorf("column %d standardized to mean %.5f std %.5f, want 0 and %v", j, mean, std, wantStd)
 		}
+	}
+}
+
+func TestPredictClipsStandardizedInputs(t *testing.T) {
+	t.Parallel()
+	d := synthetic(linear, 2000, 4, 8)
+	m := train(t, d, ranker.Config{Epochs: 2, Seed: 1}).Model
+	// Column 0 at mean + k standard deviations, the others at their means.
+	score := func(k float32) float32 {
+		row := slices.Clone(m.Mean)
+		row[0] += k / m.Scale[0]
+		p, err := m.Predict(row, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p[0]
+	}
+	at4, at5, far := score(4), score(ranker.ClipZ), score(1000)
+	if at4 == at5 {
+		t.Fatalf("score at 4 sd %v equals score at %d sd: column 0 has no weight, the test proves nothing", at4, ranker.ClipZ)
+	}
+	if math.Abs(float64(far-at5)) > 1e-6 {
+		t.Errorf("score at 1000 sd = %v, want the score at the clip (%d sd) %v", far, ranker.ClipZ, at5)
 	}
 }
 

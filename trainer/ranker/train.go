@@ -484,7 +484,7 @@ func (t *trainer) chunkGrad(ws *workspace, rows []int, grad []float64, loss *flo
 		// Standardize in float32 exactly as the exported graph does.
 		x := ws.act[0]
 		for j, v := range t.data.Row(r) {
-			x[j] = float64((v - t.mean[j]) * t.scale[j])
+			x[j] = float64(clipZ((v - t.mean[j]) * t.scale[j]))
 		}
 		// Forward.
 		for l := 0; l < layers; l++ {
