@@ -53,6 +53,7 @@ type scratch struct {
 	// degraded says why the user read failed; "" when it did not.
 	degraded string
 	res      Result
+	session  Session
 }
 
 // NewAssembler returns an assembler of rows of layout, which must be a
@@ -103,56 +104,19 @@ func (a *Assembler) Layout() *features.Layout { return a.layout }
 // only for a dst too small or for values the definitions cannot hold.
 // res, when not nil, receives the report of the call.
 func (a *Assembler) Assemble(ctx context.Context, userID string, itemIDs []string, req Request, dst []float32, res *Result) error {
-	start := time.Now()
 	if need := len(itemIDs) * a.layout.Width(); len(dst) < need {
 		return fmt.Errorf("assemble: row buffer holds %d values, %d rows of %d need %d", len(dst), len(itemIDs), a.layout.Width(), need)
 	}
-	now := req.Now
-	if now.IsZero() {
-		now = start
-	}
-	sc := a.pool.Get().(*scratch)
-	defer a.pool.Put(sc)
-	if res == nil {
-		res = &sc.res
-	}
-	v := a.s.view.Load()
-	p := a.s.plan
-	res.reset(p)
-
 	// The user's Redis round trip and the items are done one after the
 	// other: running the read on another goroutine to overlap them was
 	// measured slower on a 2-core VM (cross-thread wake-ups cost more than
 	// the round trip they hide).
-	a.s.readUser(ctx, v, userID, start, sc)
-	if err := a.s.fillItems(v, itemIDs, now, sc, res, nil); err != nil {
+	se, err := a.Begin(ctx, userID, req, res, BeginOptions{})
+	if err != nil {
 		return err
 	}
-	if sc.degraded != "" {
-		res.Degraded, res.DegradedReason = true, sc.degraded
-	}
-	if err := a.s.fillUser(v, now, sc, res, false, nil); err != nil {
-		return err
-	}
-	if err := a.s.fillRequest(req.Context, sc, res, nil); err != nil {
-		return err
-	}
-	if err := a.s.fillPairs(v, itemIDs, now, sc, res, nil); err != nil {
-		return err
-	}
-	a.s.countNotServed(res, len(itemIDs))
-	var pairs []*features.Record
-	if len(sc.pairs.rows) == len(itemIDs) {
-		pairs = sc.pairs.rows
-	}
-	if err := a.layout.FillBatch(dst, sc.user, sc.req, sc.rows, pairs); err != nil {
-		return fmt.Errorf("assemble: %w", err)
-	}
-	clear(sc.rows)
-	clear(sc.pairs.rows)
-	a.s.record(res)
-	assembleSeconds.Observe(time.Since(start).Seconds())
-	return nil
+	defer se.Close()
+	return se.Assemble(itemIDs, dst)
 }
 
 // readUser reads the user's stored records into sc with one round trip, or

@@ -1,0 +1,137 @@
+package online
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/adaptrec/adaptrec/features"
+)
+
+// Session is one request's view of the store, opened by Assembler.Begin:
+// the user's stored features read once (one Redis round trip), the request
+// features, and one item view that every Assemble of the session reads, so
+// that retrieval (which needs the user's embedding, recent items and
+// category affinity before there are candidates) and ranking share the round
+// trip and can never see two versions of the items. A Session is not safe for
+// concurrent use; Close returns its memory to the assembler's pool and the
+// Session must not be used after.
+type Session struct {
+	a          *Assembler
+	sc         *scratch
+	v          *view
+	res        *Result
+	now, start time.Time
+	metrics    bool
+}
+
+// BeginOptions tunes Begin.
+type BeginOptions struct {
+	// Lists decodes the user's list and map features too (recent items,
+	// creator clicks), which ranking layouts do not need and Assemble skips.
+	Lists bool
+	// NoMetrics keeps the session's served values out of the Prometheus
+	// counters: for bulk reads that are not requests (a catalogue built
+	// from item features).
+	NoMetrics bool
+}
+
+// Begin reads the user's stored features (see Assemble for the deadline,
+// the breaker and degradation: a failed read degrades, it does not fail)
+// and fills the request's. userID "" reads no user: every user feature is
+// its default. res, when not nil, receives the session's report; Assemble
+// adds the items' counts to it.
+func (a *Assembler) Begin(ctx context.Context, userID string, req Request, res *Result, opts BeginOptions) (*Session, error) {
+	start := time.Now()
+	now := req.Now
+	if now.IsZero() {
+		now = start
+	}
+	sc := a.pool.Get().(*scratch)
+	if res == nil {
+		res = &sc.res
+	}
+	se := &sc.session
+	*se = Session{a: a, sc: sc, v: a.s.view.Load(), res: res, now: now, start: start, metrics: !opts.NoMetrics}
+	res.reset(a.s.plan)
+	a.s.readUser(ctx, se.v, userID, start, sc)
+	if sc.degraded != "" {
+		res.Degraded, res.DegradedReason = true, sc.degraded
+	}
+	if err := a.s.fillUser(se.v, now, sc, res, opts.Lists, nil); err != nil {
+		se.Close()
+		return nil, err
+	}
+	if err := a.s.fillRequest(req.Context, sc, res, nil); err != nil {
+		se.Close()
+		return nil, err
+	}
+	return se, nil
+}
+
+// User is the user's record after the cascade. It belongs to the session.
+func (se *Session) User() *features.Record { return se.sc.user }
+
+// Request is the request's record.
+func (se *Session) Request() *features.Record { return se.sc.req }
+
+// Result is the session's report so far.
+func (se *Session) Result() *Result { return se.res }
+
+// Assemble writes one row per candidate into dst like Assembler.Assemble,
+// from the session's user and item view. It may be called more than once
+// (the items' counts add up in the report).
+func (se *Session) Assemble(itemIDs []string, dst []float32) error {
+	a, sc := se.a, se.sc
+	if need := len(itemIDs) * a.layout.Width(); len(dst) < need {
+		return fmt.Errorf("assemble: row buffer holds %d values, %d rows of %d need %d", len(dst), len(itemIDs), a.layout.Width(), need)
+	}
+	if err := a.s.fillItems(se.v, itemIDs, se.now, sc, se.res, nil); err != nil {
+		return err
+	}
+	if err := a.s.fillPairs(se.v, itemIDs, se.now, sc, se.res, nil); err != nil {
+		return err
+	}
+	a.s.countNotServed(se.res, len(itemIDs))
+	var pairs []*features.Record
+	if len(sc.pairs.rows) == len(itemIDs) {
+		pairs = sc.pairs.rows
+	}
+	err := a.layout.FillBatch(dst, sc.user, sc.req, sc.rows, pairs)
+	clear(sc.rows)
+	clear(sc.pairs.rows)
+	if err != nil {
+		return fmt.Errorf("assemble: %w", err)
+	}
+	return nil
+}
+
+// Close records the session's metrics and releases its memory.
+func (se *Session) Close() {
+	if se.sc == nil {
+		return
+	}
+	a, sc := se.a, se.sc
+	if se.metrics {
+		a.s.record(se.res)
+		assembleSeconds.Observe(time.Since(se.start).Seconds())
+	}
+	se.sc = nil
+	a.pool.Put(sc)
+}
+
+// ItemIDs returns the ids of every item the store holds features for, in
+// the current view. The slice is shared: do not modify it.
+func (s *Store) ItemIDs() []string {
+	items := s.view.Load().items
+	if len(items.extra) == 0 {
+		return items.ids
+	}
+	ids := make([]string, len(items.ids), items.size())
+	copy(ids, items.ids)
+	ids = ids[:items.size()]
+	for id, d := range items.extra {
+		ids[d] = id
+	}
+	return ids
+}
