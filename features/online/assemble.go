@@ -146,7 +146,7 @@ func (s *Store) readUser(ctx context.Context, v *view, userID string, wall time.
 	if len(sc.keys) == 0 && len(p.userNearline)+len(p.pairNearline) == 0 {
 		return
 	}
-	if !s.breaker.allow(wall) {
+	if !s.breaker.Allow(wall) {
 		sc.degraded = "breaker_open"
 		return
 	}
@@ -172,14 +172,14 @@ func (s *Store) readUser(ctx context.Context, v *view, userID string, wall time.
 			sc.degraded = "canceled"
 		case isTimeout(err):
 			sc.degraded = "timeout"
-			s.breaker.failure(wall)
+			s.breaker.Failure(wall)
 		default:
 			sc.degraded = "error"
-			s.breaker.failure(wall)
+			s.breaker.Failure(wall)
 		}
 		return
 	}
-	s.breaker.success()
+	s.breaker.Success()
 	if mget != nil {
 		for i, x := range mget.Val() {
 			if str, ok := x.(string); ok {

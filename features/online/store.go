@@ -15,6 +15,7 @@ import (
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/snapshot"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/breaker"
 )
 
 // Store is one serving instance's view of the online feature store: the
@@ -30,7 +31,7 @@ type Store struct {
 
 	view     atomic.Pointer[view]
 	counters []*groupCounters // per plan.groups
-	breaker  breaker
+	breaker  *breaker.Breaker // guards user reads
 
 	mu sync.Mutex // serializes refreshes, the writers of view
 	// prevItems keeps the table each item batch group served before its
@@ -62,9 +63,11 @@ func New(fs *features.FeatureSet, rdb redis.UniversalClient, snaps Snapshots, op
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{plan: p, rdb: rdb, snaps: snaps, opts: opts, keys: keys{prefix: opts.KeyPrefix}, prevItems: map[string]*batchTable{}}
-	s.breaker.threshold = int32(opts.BreakerFailures)
-	s.breaker.cooldown = opts.BreakerCooldown
+	br, err := newUserReadBreaker(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{plan: p, rdb: rdb, snaps: snaps, opts: opts, keys: keys{prefix: opts.KeyPrefix}, breaker: br, prevItems: map[string]*batchTable{}}
 	for _, g := range p.groups {
 		s.counters = append(s.counters, newGroupCounters(g))
 	}
@@ -442,48 +445,26 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 }
 
-// breaker stops sending user reads to a Redis that keeps failing. It opens
-// once reads have failed threshold times in a row over at least cooldown
-// (a stall of a few milliseconds fails a burst of reads but is over before
-// a breaker would help, and opening then would only turn it into a longer
-// outage), stays open for cooldown, then lets one request probe.
-type breaker struct {
-	threshold int32
-	cooldown  time.Duration
-	failures  atomic.Int32
-	since     atomic.Int64 // Unix ns of the first failure of the streak
-	open      atomic.Bool
-	openUntil atomic.Int64 // Unix ns
-}
+// userReadBreaker names the breaker of user reads in metrics. The Stores
+// of one process share its series; a serving process has one Store.
+const userReadBreaker = "online_features_redis"
 
-func (b *breaker) allow(now time.Time) bool {
-	if !b.open.Load() {
-		return true
+// newUserReadBreaker returns the breaker that stops sending user reads to a
+// Redis that keeps failing, from opts with its defaults applied. It opens
+// once reads have failed BreakerFailures times in a row over at least
+// BreakerCooldown (a stall of a few milliseconds fails a burst of reads but
+// is over before a breaker would help, and opening then would only turn it
+// into a longer outage), stays open for BreakerCooldown, then lets one
+// request probe.
+func newUserReadBreaker(opts Options) (*breaker.Breaker, error) {
+	b, err := breaker.New(breaker.Config{
+		Name:           userReadBreaker,
+		Failures:       opts.BreakerFailures,
+		MinFailureSpan: opts.BreakerCooldown,
+		Cooldown:       opts.BreakerCooldown,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("online: user read breaker: %w", err)
 	}
-	until := b.openUntil.Load()
-	if now.UnixNano() < until {
-		return false
-	}
-	// One probe per cooldown: whoever moves the deadline goes.
-	return b.openUntil.CompareAndSwap(until, now.Add(b.cooldown).UnixNano())
-}
-
-func (b *breaker) success() {
-	if b.failures.Load() != 0 {
-		b.failures.Store(0)
-	}
-	if b.open.Load() {
-		b.open.Store(false)
-	}
-}
-
-func (b *breaker) failure(now time.Time) {
-	n := now.UnixNano()
-	if b.failures.Add(1) == 1 {
-		b.since.Store(n)
-	}
-	if b.failures.Load() >= b.threshold && n-b.since.Load() >= int64(b.cooldown) {
-		b.openUntil.Store(now.Add(b.cooldown).UnixNano())
-		b.open.Store(true)
-	}
+	return b, nil
 }

@@ -321,40 +321,44 @@ func TestItemViewNearlineUpdates(t *testing.T) {
 	}
 }
 
+// TestBreaker checks that the Options reach the user read breaker as
+// documented: BreakerFailures failures lasting BreakerCooldown open it,
+// for BreakerCooldown. internal/breaker tests the breaker itself.
 func TestBreaker(t *testing.T) {
 	t.Parallel()
-	b := breaker{threshold: 3, cooldown: time.Second}
+	b, err := newUserReadBreaker(Options{BreakerFailures: 3, BreakerCooldown: time.Second})
+	must(t, err)
 	now := time.Unix(1000, 0)
-	if !b.allow(now) {
+	if !b.Allow(now) {
 		t.Fatal("closed breaker refused")
 	}
 	// A burst of failures shorter than the cooldown is a stall: no opening.
 	for range 10 {
-		b.failure(now)
+		b.Failure(now)
 	}
-	if !b.allow(now.Add(500 * time.Millisecond)) {
+	if !b.Allow(now.Add(500 * time.Millisecond)) {
 		t.Fatal("opened on a burst of failures within the cooldown")
 	}
-	b.success()
-	b.failure(now)
-	b.failure(now.Add(time.Second))
-	if !b.allow(now.Add(time.Second)) {
+	b.Success()
+	b.Failure(now)
+	b.Failure(now.Add(time.Second))
+	if !b.Allow(now.Add(time.Second)) {
 		t.Fatal("opened after two failures of three")
 	}
-	b.failure(now.Add(time.Second))
+	b.Failure(now.Add(time.Second))
 	opened := now.Add(time.Second)
-	if b.allow(opened.Add(999 * time.Millisecond)) {
+	if b.Allow(opened.Add(999 * time.Millisecond)) {
 		t.Fatal("open breaker allowed a request before its cooldown")
 	}
 	later := opened.Add(time.Second)
-	if !b.allow(later) {
+	if !b.Allow(later) {
 		t.Fatal("no probe after the cooldown")
 	}
-	if b.allow(later) {
+	if b.Allow(later) {
 		t.Fatal("two probes in one cooldown")
 	}
-	b.success()
-	if !b.allow(later) {
+	b.Success()
+	if !b.Allow(later) {
 		t.Fatal("closed breaker refused after a success")
 	}
 }
