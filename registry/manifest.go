@@ -29,11 +29,16 @@ const (
 	RoleEmbeddings Role = "embeddings"
 	// RoleIndex is a nearest-neighbour index over the embeddings.
 	RoleIndex Role = "index"
+	// RoleANNIndex is serving's HNSW index (serving/ann) over the same
+	// item embeddings as the index.
+	RoleANNIndex Role = "ann_index"
+	// RoleCovisit is a co-visitation table (serving/covisit).
+	RoleCovisit Role = "covisit"
 	// RoleOther is anything else the model ships (calibration, vocabularies).
 	RoleOther Role = "other"
 )
 
-var roles = []Role{RoleRanker, RoleEmbeddings, RoleIndex, RoleOther}
+var roles = []Role{RoleRanker, RoleEmbeddings, RoleIndex, RoleANNIndex, RoleCovisit, RoleOther}
 
 // File is one artifact of a version as its manifest records it.
 type File struct {

@@ -24,6 +24,8 @@ import (
 	onnx "github.com/adaptrec/adaptrec/gen/onnx"
 	"github.com/adaptrec/adaptrec/internal/onnxrt"
 	"github.com/adaptrec/adaptrec/registry"
+	"github.com/adaptrec/adaptrec/serving/ann"
+	"github.com/adaptrec/adaptrec/serving/covisit"
 	"github.com/adaptrec/adaptrec/trainer/ranker"
 	"github.com/adaptrec/adaptrec/trainer/retrieval"
 )
@@ -60,16 +62,26 @@ var _ registry.Validator = (*Validator)(nil)
 //     growing magnitude) scores finite values in [0, 1], a row scored alone
 //     scores as in the batch, and, for a graph trainer/ranker exported, the
 //     scores match its Go forward pass within ParityTolerance;
-//   - every index artifact loads as a trainer/retrieval index.
+//   - every index artifact loads as a trainer/retrieval index, every ANN
+//     index as a serving/ann index and every co-visitation table as a
+//     serving/covisit table.
 func (v *Validator) Validate(ctx context.Context, m registry.Manifest, artifacts map[string][]byte) error {
 	var bad []string
 	add := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
 	for _, f := range m.Artifacts {
-		if f.Role != registry.RoleIndex {
+		var err error
+		switch f.Role {
+		case registry.RoleIndex:
+			_, err = retrieval.Load(bytes.NewReader(artifacts[f.Name]))
+		case registry.RoleANNIndex:
+			_, err = ann.Load(bytes.NewReader(artifacts[f.Name]))
+		case registry.RoleCovisit:
+			_, err = covisit.Load(bytes.NewReader(artifacts[f.Name]))
+		default:
 			continue
 		}
-		if _, err := retrieval.Load(bytes.NewReader(artifacts[f.Name])); err != nil {
-			add("index %s: %v", f.Name, err)
+		if err != nil {
+			add("%s %s: %v", f.Role, f.Name, err)
 		}
 	}
 	f, ok := m.Ranker()

@@ -1,18 +1,17 @@
 package ann
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/adaptrec/adaptrec/internal/artifact"
 )
 
-// The index artifact, little-endian throughout:
+// The index artifact, little-endian throughout, framed by
+// internal/artifact (magic, version, payload length and checksum):
 //
 //	offset size  field
 //	0      8     magic "ADRECANN"
@@ -35,23 +34,17 @@ import (
 //	               per node, per layer 0..its top: uint32 count, count uint32 neighbours
 //
 // Nothing follows the payload.
-const (
-	artifactMagic      = "ADRECANN"
-	ArtifactVersion    = 1
-	artifactHeaderSize = 64
-	// maxPayload bounds what Load will read; a header claiming more than
-	// 64 GiB is corrupt on any machine this runs on.
-	maxPayload = 1 << 36
-)
+const ArtifactVersion = 1
 
 // ErrCorrupt is wrapped by every error Load returns for bytes that are not
 // a valid index artifact (as opposed to a failing reader).
 var ErrCorrupt = errors.New("ann: corrupt index artifact")
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func corrupt(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+// format frames the artifact (internal/artifact): magic, version, the
+// payload length at offset 52 and the checksum.
+var format = artifact.Format{
+	Magic: "ADRECANN", Version: ArtifactVersion, LengthAt: 52,
+	Pkg: "ann", Noun: "index", What: "ANN index", ErrCorrupt: ErrCorrupt,
 }
 
 // Save writes the index artifact to w.
@@ -88,9 +81,7 @@ func (x *Index) Save(w io.Writer) error {
 		}
 	}
 
-	var hdr [artifactHeaderSize]byte
-	copy(hdr[0:8], artifactMagic)
-	le.PutUint32(hdr[8:], ArtifactVersion)
+	var hdr artifact.Header
 	le.PutUint32(hdr[12:], uint32(g.dims))
 	le.PutUint32(hdr[16:], uint32(g.n))
 	le.PutUint32(hdr[20:], uint32(g.m))
@@ -99,61 +90,18 @@ func (x *Index) Save(w io.Writer) error {
 	le.PutUint32(hdr[32:], uint32(len(g.bands)))
 	le.PutUint64(hdr[36:], math.Float64bits(x.ratio))
 	le.PutUint64(hdr[44:], x.seed)
-	le.PutUint64(hdr[52:], uint64(len(payload)))
-	le.PutUint32(hdr[60:], crcOf(hdr[:60], payload))
-	if _, err := w.Write(hdr[:]); err != nil {
-		return fmt.Errorf("ann: write index: %w", err)
-	}
-	if _, err := w.Write(payload); err != nil {
-		return fmt.Errorf("ann: write index: %w", err)
-	}
-	return nil
+	return format.Write(w, &hdr, payload)
 }
 
 // WriteFile saves the index to path atomically: it writes a temporary file
 // in the same directory, syncs it and renames it over path.
-func (x *Index) WriteFile(path string) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("ann: write index: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err = x.Save(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return fmt.Errorf("ann: write index %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("ann: write index %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("ann: write index %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("ann: write index: %w", err)
-	}
-	return nil
+func (x *Index) WriteFile(path string) error {
+	return format.WriteFile(path, x.Save)
 }
 
 // ReadFile loads the index artifact at path.
 func ReadFile(path string) (*Index, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("ann: read index: %w", err)
-	}
-	defer f.Close()
-	x, err := Load(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return x, nil
+	return artifact.ReadFile(&format, path, Load)
 }
 
 // Load reads an index artifact written by Save, and reads r to its end: a
@@ -163,57 +111,33 @@ func ReadFile(path string) (*Index, error) {
 // with an error wrapping ErrCorrupt. Sizes claimed by the header are
 // checked against the bytes present before anything is allocated for them.
 func Load(r io.Reader) (*Index, error) {
-	var hdr [artifactHeaderSize]byte
-	if n, err := io.ReadFull(r, hdr[:]); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, corrupt("%d bytes, shorter than the %d-byte header", n, artifactHeaderSize)
-		}
-		return nil, fmt.Errorf("ann: read index: %w", err)
-	}
-	if string(hdr[0:8]) != artifactMagic {
-		return nil, corrupt("magic %q, want %q: not an adaptrec ANN index", hdr[0:8], artifactMagic)
+	hdr, err := format.ReadHeader(r)
+	if err != nil {
+		return nil, err
 	}
 	le := binary.LittleEndian
-	if v := le.Uint32(hdr[8:]); v != ArtifactVersion {
-		return nil, corrupt("format version %d, this build reads version %d", v, ArtifactVersion)
-	}
 	dims, n, m := le.Uint32(hdr[12:]), le.Uint32(hdr[16:]), le.Uint32(hdr[20:])
 	efc, efs, nb := le.Uint32(hdr[24:]), le.Uint32(hdr[28:]), le.Uint32(hdr[32:])
 	ratio, seed := math.Float64frombits(le.Uint64(hdr[36:])), le.Uint64(hdr[44:])
-	payloadLen := le.Uint64(hdr[52:])
 	switch {
 	case dims < 1 || dims > MaxDims:
-		return nil, corrupt("dims %d, want 1..%d", dims, MaxDims)
+		return nil, format.Corrupt("dims %d, want 1..%d", dims, MaxDims)
 	case n > MaxItems:
-		return nil, corrupt("%d items", n)
+		return nil, format.Corrupt("%d items", n)
 	case m < 2 || m > MaxM || efc < 1 || efc > MaxEf || efs < 1 || efs > MaxEf:
-		return nil, corrupt("M %d, efConstruction %d, efSearch %d", m, efc, efs)
+		return nil, format.Corrupt("M %d, efConstruction %d, efSearch %d", m, efc, efs)
 	case nb > maxBands || (n == 0) != (nb == 0):
-		return nil, corrupt("%d bands for %d items", nb, n)
+		return nil, format.Corrupt("%d bands for %d items", nb, n)
 	case !(ratio > 1) || math.IsInf(ratio, 0):
-		return nil, corrupt("norm ratio %v", ratio)
-	case payloadLen > maxPayload:
-		return nil, corrupt("payload of %d bytes", payloadLen)
+		return nil, format.Corrupt("norm ratio %v", ratio)
 	}
-	// Read through a limit instead of allocating the claimed length, so a
-	// corrupt length on a short file costs no more memory than the file.
-	payload, err := io.ReadAll(io.LimitReader(r, int64(payloadLen)))
+	payload, err := format.ReadPayload(r, &hdr)
 	if err != nil {
-		return nil, fmt.Errorf("ann: read index: %w", err)
-	}
-	if uint64(len(payload)) != payloadLen {
-		return nil, corrupt("truncated: payload has %d of %d bytes", len(payload), payloadLen)
-	}
-	var one [1]byte
-	if k, _ := io.ReadFull(r, one[:]); k != 0 {
-		return nil, corrupt("bytes follow the %d-byte payload", payloadLen)
-	}
-	if got, want := crcOf(hdr[:60], payload), le.Uint32(hdr[60:]); got != want {
-		return nil, corrupt("checksum %08x, header says %08x", got, want)
+		return nil, err
 	}
 	x, err := decode(payload, int(dims), int(n), int(m), int(nb))
 	if err != nil {
-		return nil, corrupt("%v", err)
+		return nil, format.Corrupt("%v", err)
 	}
 	x.efc, x.efSearch, x.ratio, x.seed = int(efc), int(efs), ratio, seed
 	return x, nil
@@ -320,9 +244,4 @@ func decode(p []byte, dims, n, m, nbands int) (*Index, error) {
 		return nil, err
 	}
 	return x, nil
-}
-
-// crcOf is the artifact checksum of a header's first 60 bytes and a payload.
-func crcOf(header, payload []byte) uint32 {
-	return crc32.Update(crc32.Checksum(header, castagnoli), castagnoli, payload)
 }

@@ -8,6 +8,8 @@ package ann
 // similarities (higher is closer), never distances, so no sign flips hide
 // in the code.
 
+import "github.com/adaptrec/adaptrec/internal/topk"
+
 // cand is a node with its score against the current query.
 type cand struct {
 	score float32
@@ -214,6 +216,9 @@ type scratch struct {
 	beam    worstHeap
 	sel     []cand
 	batch   []int32
+	// top holds a search's top-k heap; the hits are copied out to the
+	// caller's slice at the end (internal/topk has its own Hit type).
+	top []topk.Hit
 	// touch sums what the prefetching loads read, so they are not
 	// optimised away.
 	touch float32
@@ -221,6 +226,18 @@ type scratch struct {
 
 func newScratch(n int) *scratch {
 	return &scratch{visited: make([]uint32, n)}
+}
+
+// hits appends the heap's hits to dst[:0], best first, and keeps the
+// heap's storage for the next search.
+func (s *scratch) hits(dst []Hit, h *topk.Heap) []Hit {
+	sorted := h.Sorted()
+	dst = dst[:0]
+	for _, x := range sorted {
+		dst = append(dst, Hit(x))
+	}
+	s.top = sorted[:0]
+	return dst
 }
 
 func (s *scratch) nextStamp() {

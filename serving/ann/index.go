@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/adaptrec/adaptrec/internal/topk"
 )
 
 // Defaults of Config, chosen on ALS item embeddings of simulated worlds
@@ -342,31 +344,31 @@ func (x *Index) Search(dst []Hit, q []float32, k int, opt SearchOptions) ([]Hit,
 		ef = x.efSearch
 	}
 	ef = max(ef, k)
+	s := x.pool.Get().(*scratch)
+	defer x.pool.Put(s)
 	if ef >= x.g.n {
-		return x.exact(dst, q, k, opt.Exclude), nil
+		return x.exact(s, dst, q, k, opt.Exclude), nil
 	}
 	var keep func(int32) bool
 	if ex := opt.Exclude; ex != nil {
 		keep = func(node int32) bool { return !ex(x.ids[node]) }
 	}
-	s := x.pool.Get().(*scratch)
-	defer x.pool.Put(s)
 	g := &x.g
 	qq := query{vec: q}
 	qn := float32(math.Sqrt(norm2(q)))
-	top := topHits{hits: dst, k: k}
+	top := topk.New(s.top, k)
 	walked := false
 	for i := range g.bands {
 		b := &g.bands[i]
 		// Cauchy–Schwarz: no item of this band or a later one scores
 		// above ‖q‖·maxNorm, so once that cannot beat the k-th hit the
 		// search is done.
-		if len(top.hits) == k && qn*b.maxNorm <= top.hits[0].Score {
+		if top.Full() && qn*b.maxNorm <= top.Worst().Score {
 			break
 		}
 		if int(b.end-b.start) <= scanFactor*ef {
 			for node := b.start; node < b.end; node++ {
-				top.pushUnless(Hit{x.ids[node], dot(q, g.vec(node))}, opt.Exclude)
+				top.PushUnless(topk.Hit{ID: x.ids[node], Score: dot(q, g.vec(node))}, opt.Exclude)
 			}
 			continue
 		}
@@ -381,16 +383,16 @@ func (x *Index) Search(dst []Hit, q []float32, k int, opt SearchOptions) ([]Hit,
 		walked = true
 		g.searchLayer(s, qq, g.greedy(qq, b, 0), width, 0, keep)
 		for _, c := range s.beam {
-			top.push(Hit{x.ids[c.node], c.score})
+			top.Push(topk.Hit{ID: x.ids[c.node], Score: c.score})
 		}
 	}
-	if len(top.hits) < k {
+	if top.Len() < k {
 		// The beams met fewer than k items they may return: exclusions
 		// cut the walks short or the catalogue is barely larger than k.
 		// Exact is slower but never returns short.
-		return x.exact(dst, q, k, opt.Exclude), nil
+		return x.exact(s, dst, q, k, opt.Exclude), nil
 	}
-	return top.sorted(), nil
+	return s.hits(dst, &top), nil
 }
 
 // Exact appends to dst[:0] the true top k items by inner product with q,
@@ -404,88 +406,18 @@ func (x *Index) Exact(dst []Hit, q []float32, k int, exclude func(id int32) bool
 	if i := firstNonFinite(q); i >= 0 {
 		return dst, fmt.Errorf("ann: query value %d is %v", i, q[i])
 	}
-	return x.exact(dst, q, k, exclude), nil
+	if k <= 0 || x.g.n == 0 {
+		return dst, nil
+	}
+	s := x.pool.Get().(*scratch)
+	defer x.pool.Put(s)
+	return x.exact(s, dst, q, k, exclude), nil
 }
 
-func (x *Index) exact(dst []Hit, q []float32, k int, exclude func(id int32) bool) []Hit {
-	dst = dst[:0]
-	if k <= 0 {
-		return dst
-	}
-	h := topHits{hits: dst, k: k}
+func (x *Index) exact(s *scratch, dst []Hit, q []float32, k int, exclude func(id int32) bool) []Hit {
+	h := topk.New(s.top, k)
 	for i, id := range x.ids {
-		h.pushUnless(Hit{id, dot(q, x.g.vec(int32(i)))}, exclude)
+		h.PushUnless(topk.Hit{ID: id, Score: dot(q, x.g.vec(int32(i)))}, exclude)
 	}
-	return h.sorted()
-}
-
-// hitAbove reports whether a ranks above b: higher score, ties lower id.
-func hitAbove(a, b Hit) bool {
-	return a.Score > b.Score || (a.Score == b.Score && a.ID < b.ID)
-}
-
-// topHits keeps the k best hits in a heap with the worst at the root.
-type topHits struct {
-	hits []Hit
-	k    int
-}
-
-func (h *topHits) push(x Hit) {
-	if len(h.hits) < h.k {
-		h.hits = append(h.hits, x)
-		i := len(h.hits) - 1
-		for i > 0 {
-			p := (i - 1) / 2
-			if !hitAbove(h.hits[p], h.hits[i]) {
-				break
-			}
-			h.hits[i], h.hits[p] = h.hits[p], h.hits[i]
-			i = p
-		}
-		return
-	}
-	if !hitAbove(x, h.hits[0]) {
-		return
-	}
-	h.hits[0] = x
-	h.down(0, len(h.hits))
-}
-
-func (h *topHits) down(i, n int) {
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && hitAbove(h.hits[l], h.hits[r]) {
-			m = r
-		}
-		if !hitAbove(h.hits[i], h.hits[m]) {
-			return
-		}
-		h.hits[i], h.hits[m] = h.hits[m], h.hits[i]
-		i = m
-	}
-}
-
-// pushUnless pushes x unless exclude drops it, asking exclude only about
-// hits that would be kept: most of a scan never reaches the top k.
-func (h *topHits) pushUnless(x Hit, exclude func(id int32) bool) {
-	if len(h.hits) == h.k && !hitAbove(x, h.hits[0]) {
-		return
-	}
-	if exclude != nil && exclude(x.ID) {
-		return
-	}
-	h.push(x)
-}
-
-// sorted returns the hits best first, in place.
-func (h *topHits) sorted() []Hit {
-	for n := len(h.hits) - 1; n > 0; n-- {
-		h.hits[0], h.hits[n] = h.hits[n], h.hits[0]
-		h.down(0, n)
-	}
-	return h.hits
+	return s.hits(dst, &h)
 }

@@ -8,7 +8,9 @@
 // the training part only, measures AUC and log loss on the validation part,
 // trains implicit-ALS item embeddings and their IVF index
 // (trainer/retrieval) from the positive interactions of the event log before
-// the split's cutoff, exports the ranker to ONNX and writes the layout.
+// the split's cutoff, builds an HNSW index over the same item vectors
+// (serving/ann) and a co-visitation table from the same positives
+// (serving/covisit), exports the ranker to ONNX and writes the layout.
 //
 // Command runs a configured external program (a GPU host's PyTorch script,
 // a container launcher) with --input <uri of input.json> --output <uri of
@@ -26,13 +28,28 @@
 //	ranker.onnx     the ranker: ONNX opset 17, input "features" float32 [N, width],
 //	                output "score" float32 [N, 1], with trainer/ranker's metadata_props
 //	items.ivf       the item index: trainer/retrieval's IVF artifact (item ids,
-//	                vectors, lists, fold-in parameters), CRC-checked
+//	                vectors, lists, fold-in parameters), CRC-checked; registry
+//	                role "index"
+//	items.ann       serving/ann's HNSW index over the same ALS item vectors,
+//	                CRC-checked; its int32 ids are items.ivf's item indexes
+//	                (0..items-1), so serving maps a hit to an item id through
+//	                items.ivf's id table; role "ann_index" (ANNRole)
+//	covisit.bin     serving/covisit's co-visitation table, built from the same
+//	                positives as the embeddings (the event range before the
+//	                cutoff), CRC-checked; its items are items.ivf's, in the
+//	                same order, so one index names one item in both; role
+//	                "covisit" (CovisitRole)
 //	metadata.json   written last: Metadata (metrics, schema hash and model
-//	                schema, training set, params, split, code version, and the
-//	                size and SHA-256 of every artifact)
+//	                schema, training set, params, split, embeddings, ANN index
+//	                and co-visitation table, code version, and the size and
+//	                SHA-256 of every artifact)
 //
 // A folder without metadata.json is an unfinished job. CheckLayout reads a
-// finished one back and refuses anything that disagrees with its metadata.
+// finished one back and refuses anything that disagrees with its metadata,
+// or an items.ann or covisit.bin that disagrees with items.ivf. An
+// external trainer writes all four artifacts: items.ann and covisit.bin
+// are serving/ann's and serving/covisit's artifact formats, which
+// `adaptrec train job` (RunCommand) produces.
 //
 // # Progress protocol
 //

@@ -16,7 +16,8 @@ import (
 	"github.com/adaptrec/adaptrec/eventlog"
 	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features/offline"
-	"github.com/adaptrec/adaptrec/registry"
+	"github.com/adaptrec/adaptrec/serving/ann"
+	"github.com/adaptrec/adaptrec/serving/covisit"
 	"github.com/adaptrec/adaptrec/trainer/ranker"
 	"github.com/adaptrec/adaptrec/trainer/retrieval"
 )
@@ -43,6 +44,8 @@ const (
 	StageEvaluate   Stage = "evaluate"
 	StageEmbeddings Stage = "embeddings"
 	StageIndex      Stage = "index"
+	StageANN        Stage = "ann"
+	StageCovisit    Stage = "covisit"
 	StageExport     Stage = "export"
 	StageWrite      Stage = "write"
 )
@@ -187,22 +190,40 @@ func (g *GoTrainer) Train(ctx context.Context, in Input, out Dir) (*Layout, erro
 		metrics[MetricAUC], metrics[MetricLogLoss], metrics["baseline_logloss"], len(scores)), Metrics: metrics})
 	timed("evaluate")
 
-	// Embeddings and index.
-	emb, index, err := g.embeddings(ctx, in, m, split.Cutoff, report, timed)
+	// Embeddings and indexes.
+	items, err := g.embeddings(ctx, in, m, split.Cutoff, report, timed)
 	if err != nil {
 		return nil, err
 	}
+	annIndex, annMD, err := g.annIndex(ctx, in.Params, items, report)
+	if err != nil {
+		return nil, err
+	}
+	timed("ann")
+	items.model = nil // the ANN index holds its own copy of the vectors
+	table, covMD, err := g.covisitTable(ctx, in.Params, items, report)
+	if err != nil {
+		return nil, err
+	}
+	timed("covisit")
 
 	// Export.
 	rankerONNX, err := res.Model.ExportONNX()
 	if err != nil {
 		return nil, err
 	}
-	var ivf bytes.Buffer
-	if err := index.Save(&ivf); err != nil {
+	var ivf, annBytes, covBytes bytes.Buffer
+	if err := items.index.Save(&ivf); err != nil {
 		return nil, err
 	}
-	report(Progress{Stage: StageExport, Message: fmt.Sprintf("%s %d bytes, %s %d bytes", RankerFile, len(rankerONNX), IndexFile, ivf.Len())})
+	if err := annIndex.Save(&annBytes); err != nil {
+		return nil, err
+	}
+	if err := table.Save(&covBytes); err != nil {
+		return nil, err
+	}
+	report(Progress{Stage: StageExport, Message: fmt.Sprintf("%s %d bytes, %s %d bytes, %s %d bytes, %s %d bytes",
+		RankerFile, len(rankerONNX), IndexFile, ivf.Len(), ANNFile, annBytes.Len(), CovisitFile, covBytes.Len())})
 	timed("export")
 
 	// Write: artifacts, then the metadata.
@@ -214,13 +235,13 @@ func (g *GoTrainer) Train(ctx context.Context, in Input, out Dir) (*Layout, erro
 		Format: MetadataFormat, JobID: in.JobID, Trainer: TrainerGo, CodeVersion: cmp.Or(g.CodeVersion, CodeVersion()),
 		CreatedAt: now().UTC().Truncate(time.Millisecond), TrainingSet: m.ID,
 		SchemaHash: m.Model.SchemaHash, Schema: m.Model, InputWidth: m.Width,
-		Params: in.Params, Split: split, Embeddings: emb, Metrics: metrics,
-		Artifacts: []Artifact{
-			artifactOf(RankerFile, registry.RoleRanker, rankerONNX),
-			artifactOf(IndexFile, registry.RoleIndex, ivf.Bytes()),
-		},
+		Params: in.Params, Split: split, Embeddings: items.meta, ANN: annMD, Covisit: covMD, Metrics: metrics,
 	}
-	files := map[string][]byte{InputFile: inputJSON, RankerFile: rankerONNX, IndexFile: ivf.Bytes()}
+	files := map[string][]byte{InputFile: inputJSON, RankerFile: rankerONNX, IndexFile: ivf.Bytes(),
+		ANNFile: annBytes.Bytes(), CovisitFile: covBytes.Bytes()}
+	for _, r := range layoutRoles {
+		md.Artifacts = append(md.Artifacts, artifactOf(r.name, r.role, files[r.name]))
+	}
 	for _, a := range md.Artifacts {
 		if err := out.Put(ctx, a.Name, files[a.Name]); err != nil {
 			return nil, err
@@ -337,10 +358,21 @@ func evaluate(scores, labels []float32, trainRate float64) (map[string]float64, 
 	}, nil
 }
 
+// itemModels are what the embeddings stage hands on: the trained item
+// vectors, their IVF index, and the positives the co-visitation table
+// learns from.
+type itemModels struct {
+	meta  Embeddings
+	model *retrieval.Model
+	index *retrieval.Index
+	// visits are the positives of the event range, one per event.
+	visits []covisit.Interaction
+}
+
 // embeddings reads the positives before the cutoff, trains ALS and builds
 // the item index.
 func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest, cutoff time.Time,
-	report func(Progress), timed func(string)) (Embeddings, *retrieval.Index, error) {
+	report func(Progress), timed func(string)) (*itemModels, error) {
 	p := in.Params.Embeddings
 	e := Embeddings{Topic: in.Events.Topic, From: in.Events.From, To: in.Events.To}
 	if e.From.IsZero() {
@@ -350,20 +382,26 @@ func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest
 		e.To = cutoff
 	}
 	if !e.From.Before(e.To) {
-		return Embeddings{}, nil, fmt.Errorf("embeddings: events from %s to the cutoff %s: an empty range", e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))
+		return nil, fmt.Errorf("embeddings: events from %s to the cutoff %s: an empty range", e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))
 	}
 	report(Progress{Stage: StageEmbeddings, Message: fmt.Sprintf("reading positives of %s in [%s, %s)", in.Events.Topic, e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))})
 	type pair struct{ user, item int32 }
 	users, items := map[string]int32{}, map[string]int32{}
-	id := func(m map[string]int32, s string) int32 {
+	// names hold one copy of every id, which the co-visitation
+	// interactions share.
+	var userNames, itemNames []string
+	id := func(m map[string]int32, names *[]string, s string) int32 {
 		v, ok := m[s]
 		if !ok {
 			v = int32(len(m))
-			m[strings.Clone(s)] = v
+			s = strings.Clone(s)
+			m[s] = v
+			*names = append(*names, s)
 		}
 		return v
 	}
 	strength := map[pair]float64{}
+	var visits []covisit.Interaction
 	weights := p.Weights
 	err := eventlog.Scan(ctx, g.Store, e.Topic, e.From, e.To, func(r *eventlog.Row) error {
 		e.EventsRead++
@@ -372,14 +410,16 @@ func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest
 			return nil
 		}
 		e.Positives++
-		strength[pair{id(users, r.UserID), id(items, r.ItemID)}] += w
+		u, i := id(users, &userNames, r.UserID), id(items, &itemNames, r.ItemID)
+		strength[pair{u, i}] += w
+		visits = append(visits, covisit.Interaction{User: userNames[u], Item: itemNames[i], Time: r.EventTime, Weight: float32(w)})
 		return nil
 	})
 	if err != nil {
-		return Embeddings{}, nil, fmt.Errorf("embeddings: read %s: %w", in.Events.Topic, err)
+		return nil, fmt.Errorf("embeddings: read %s: %w", in.Events.Topic, err)
 	}
 	if len(strength) == 0 {
-		return Embeddings{}, nil, fmt.Errorf("embeddings: no positive interactions (%s) in %d events of %s in [%s, %s)",
+		return nil, fmt.Errorf("embeddings: no positive interactions (%s) in %d events of %s in [%s, %s)",
 			strings.Join(slices.Sorted(maps.Keys(weights)), ", "), e.EventsRead, e.Topic, e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))
 	}
 	// Dense indexes in id order, interactions in (user, item) order: the
@@ -404,17 +444,67 @@ func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest
 	}
 	model, err := retrieval.Train(ctx, len(userIDs), len(itemIDs), data, cfg)
 	if err != nil {
-		return Embeddings{}, nil, fmt.Errorf("embeddings: %w", err)
+		return nil, fmt.Errorf("embeddings: %w", err)
 	}
 	timed("embeddings")
 	index, err := model.BuildIndex(ctx, itemIDs, retrieval.IndexConfig{Lists: p.Lists, NProbe: p.NProbe, Seed: in.Params.Seed, Workers: g.Workers})
 	if err != nil {
-		return Embeddings{}, nil, fmt.Errorf("embeddings: index: %w", err)
+		return nil, fmt.Errorf("embeddings: index: %w", err)
 	}
 	e.Dims, e.Lists, e.NProbe = index.Dims(), index.Lists(), index.NProbe()
 	report(Progress{Stage: StageIndex, Message: fmt.Sprintf("IVF index: %d items of %d dims in %d lists, nprobe %d", index.Len(), index.Dims(), index.Lists(), index.NProbe())})
 	timed("index")
-	return e, index, nil
+	return &itemModels{meta: e, model: model, index: index, visits: visits}, nil
+}
+
+// annIndex builds the HNSW index over the ALS item vectors. Its ids are
+// the item indexes of the IVF index, which numbers the items as the model
+// does, so serving maps a hit through items.ivf's id table.
+func (g *GoTrainer) annIndex(ctx context.Context, p Params, items *itemModels, report func(Progress)) (*ann.Index, ANNIndex, error) {
+	m := items.model
+	cfg := p.ANN.config(p.Seed, g.Workers)
+	report(Progress{Stage: StageANN, Message: fmt.Sprintf("building the HNSW index over %d items of %d dims (M %d, efConstruction %d)",
+		m.Items, m.Dims, cfg.M, cfg.EfConstruction)})
+	start := time.Now()
+	ids := make([]int32, m.Items)
+	for i := range ids {
+		ids[i] = int32(i)
+	}
+	x, err := ann.Build(ctx, ids, m.ItemFactors, m.Dims, cfg)
+	if err != nil {
+		return nil, ANNIndex{}, fmt.Errorf("ann index: %w", err)
+	}
+	md := ANNIndex{Items: x.Len(), Dims: x.Dims(), M: x.M(), EfConstruction: x.EfConstruction(), EfSearch: x.EfSearch(),
+		NormRatio: x.NormRatio(), Bands: x.Bands()}
+	report(Progress{Stage: StageANN, Message: fmt.Sprintf("HNSW index: %d items in %d norm bands, built in %.1fs",
+		x.Len(), x.Bands(), time.Since(start).Seconds()), Metrics: map[string]float64{"seconds": time.Since(start).Seconds()}})
+	return x, md, nil
+}
+
+// covisitTable builds the co-visitation table from the embeddings'
+// positives. Its items are the IVF index's, in the same (id) order.
+func (g *GoTrainer) covisitTable(ctx context.Context, p Params, items *itemModels, report func(Progress)) (*covisit.Table, CovisitTable, error) {
+	cfg := p.Covisit.config(g.Workers)
+	report(Progress{Stage: StageCovisit, Message: fmt.Sprintf("co-visitation table from %d positives (window %s, %d neighbours per item)",
+		len(items.visits), cfg.Window, cfg.Neighbours)})
+	t, err := covisit.Build(ctx, items.visits, cfg)
+	if err != nil {
+		return nil, CovisitTable{}, fmt.Errorf("co-visitation table: %w", err)
+	}
+	if t.Len() != items.index.Len() {
+		// Both number the items with a positive in id order; a mismatch
+		// is a bug, and serving would map indexes to the wrong items.
+		return nil, CovisitTable{}, fmt.Errorf("co-visitation table: %d items, the IVF index %d", t.Len(), items.index.Len())
+	}
+	md := CovisitTable{Items: t.Len(), Edges: int64(t.Edges())}
+	for i := range int32(t.Len()) {
+		if nbr, _ := t.Neighbours(i); len(nbr) > 0 {
+			md.ItemsWithNeighbours++
+		}
+	}
+	report(Progress{Stage: StageCovisit, Message: fmt.Sprintf("co-visitation table: %d of %d items have neighbours, %d in all",
+		md.ItemsWithNeighbours, md.Items, md.Edges)})
+	return t, md, nil
 }
 
 // sortedIDs returns the ids in order and, for each first-seen index, its

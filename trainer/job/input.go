@@ -1,6 +1,7 @@
 package job
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/adaptrec/adaptrec/features/offline"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/serving/ann"
+	"github.com/adaptrec/adaptrec/serving/covisit"
 	"github.com/adaptrec/adaptrec/trainer/ranker"
 	"github.com/adaptrec/adaptrec/trainer/retrieval"
 )
@@ -126,8 +129,9 @@ type EventRange struct {
 // defaults; Metadata records them resolved.
 type Params struct {
 	// Seed drives every random choice: the ranker's initial weights and
-	// shuffles, the ALS factors and the k-means of the index. The same
-	// data, parameters and seed give the same artifacts, bit for bit.
+	// shuffles, the ALS factors, the k-means of the IVF index and the
+	// layers of the HNSW index. The same data, parameters and seed give
+	// the same artifacts, bit for bit.
 	Seed uint64 `json:"seed"`
 	// ValidationFraction is the latest share of examples, by event time,
 	// held out to measure the ranker; 0 means DefaultValidationFraction.
@@ -140,6 +144,10 @@ type Params struct {
 	Ranker RankerParams `json:"ranker"`
 	// Embeddings trains the item embeddings and index.
 	Embeddings EmbeddingParams `json:"embeddings"`
+	// ANN builds the HNSW index over the item embeddings (items.ann).
+	ANN ANNParams `json:"ann"`
+	// Covisit builds the co-visitation table (covisit.bin).
+	Covisit CovisitParams `json:"covisit"`
 }
 
 // RankerParams configure trainer/ranker. Zero values mean the defaults.
@@ -174,6 +182,27 @@ type EmbeddingParams struct {
 	// ACTION_CLICK) that count as positives; nil means DefaultWeights.
 	// Strengths of one user and item add up.
 	Weights map[string]float64 `json:"weights"`
+}
+
+// ANNParams configure serving/ann's index. Zero values mean its defaults;
+// its seed is Params.Seed.
+type ANNParams struct {
+	M              int     `json:"m"`
+	EfConstruction int     `json:"ef_construction"`
+	EfSearch       int     `json:"ef_search"`
+	NormRatio      float64 `json:"norm_ratio"`
+}
+
+// CovisitParams configure serving/covisit's table. Zero values mean its
+// defaults.
+type CovisitParams struct {
+	// Window is the longest time between two co-visited interactions.
+	Window        Duration `json:"window"`
+	MaxDistance   int      `json:"max_distance"`
+	DistanceDecay float64  `json:"distance_decay"`
+	Neighbours    int      `json:"neighbours"`
+	// RecencyDecay is stored with the table for serving's queries.
+	RecencyDecay float64 `json:"recency_decay"`
 }
 
 // WithDefaults returns the parameters with every default filled in.
@@ -220,6 +249,17 @@ func (p Params) WithDefaults() Params {
 	} else {
 		e.Weights = maps.Clone(e.Weights)
 	}
+	a := &p.ANN
+	a.M = cmp.Or(a.M, ann.DefaultM)
+	a.EfConstruction = cmp.Or(a.EfConstruction, ann.DefaultEfConstruction)
+	a.EfSearch = cmp.Or(a.EfSearch, ann.DefaultEfSearch)
+	a.NormRatio = cmp.Or(a.NormRatio, ann.DefaultNormRatio)
+	c := &p.Covisit
+	c.Window = cmp.Or(c.Window, Duration(covisit.DefaultWindow))
+	c.MaxDistance = cmp.Or(c.MaxDistance, covisit.DefaultMaxDistance)
+	c.DistanceDecay = cmp.Or(c.DistanceDecay, covisit.DefaultDistanceDecay)
+	c.Neighbours = cmp.Or(c.Neighbours, covisit.DefaultNeighbours)
+	c.RecencyDecay = cmp.Or(c.RecencyDecay, covisit.DefaultRecencyDecay)
 	return p
 }
 
@@ -256,6 +296,12 @@ func (p Params) Validate() error {
 			bad = append(bad, fmt.Errorf("embeddings weights: %s has weight %v, want a finite value > 0", name, w))
 		}
 	}
+	if err := p.ANN.config(0, 0).Validate(); err != nil {
+		bad = append(bad, err)
+	}
+	if err := p.Covisit.config(0).Validate(); err != nil {
+		bad = append(bad, err)
+	}
 	if err := errors.Join(bad...); err != nil {
 		return fmt.Errorf("training params: %w", err)
 	}
@@ -273,6 +319,17 @@ func (e EmbeddingParams) config(seed uint64, workers int) retrieval.Config {
 	return retrieval.Config{
 		Factors: e.Factors, Iterations: e.Iterations, Regularization: e.Regularization, Alpha: e.Alpha,
 		Seed: seed, Workers: workers,
+	}
+}
+
+func (a ANNParams) config(seed uint64, workers int) ann.Config {
+	return ann.Config{M: a.M, EfConstruction: a.EfConstruction, EfSearch: a.EfSearch, NormRatio: a.NormRatio, Seed: seed, Workers: workers}
+}
+
+func (c CovisitParams) config(workers int) covisit.Config {
+	return covisit.Config{
+		Window: time.Duration(c.Window), MaxDistance: c.MaxDistance, DistanceDecay: c.DistanceDecay,
+		Neighbours: c.Neighbours, RecencyDecay: c.RecencyDecay, Workers: workers,
 	}
 }
 
@@ -302,6 +359,15 @@ func (p Params) Flatten() map[string]string {
 		"embeddings.alpha":               f(p.Embeddings.Alpha),
 		"embeddings.lists":               i(p.Embeddings.Lists),
 		"embeddings.nprobe":              i(p.Embeddings.NProbe),
+		"ann.m":                          i(p.ANN.M),
+		"ann.ef_construction":            i(p.ANN.EfConstruction),
+		"ann.ef_search":                  i(p.ANN.EfSearch),
+		"ann.norm_ratio":                 f(p.ANN.NormRatio),
+		"covisit.window":                 time.Duration(p.Covisit.Window).String(),
+		"covisit.max_distance":           i(p.Covisit.MaxDistance),
+		"covisit.distance_decay":         f(p.Covisit.DistanceDecay),
+		"covisit.neighbours":             i(p.Covisit.Neighbours),
+		"covisit.recency_decay":          f(p.Covisit.RecencyDecay),
 	}
 	var w []string
 	for _, name := range slices.Sorted(maps.Keys(p.Embeddings.Weights)) {

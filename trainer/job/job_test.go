@@ -31,6 +31,8 @@ import (
 	"github.com/adaptrec/adaptrec/registry"
 	"github.com/adaptrec/adaptrec/registry/onnxcheck"
 	"github.com/adaptrec/adaptrec/registry/registrytest"
+	"github.com/adaptrec/adaptrec/serving/ann"
+	"github.com/adaptrec/adaptrec/serving/covisit"
 	"github.com/adaptrec/adaptrec/sim"
 	"github.com/adaptrec/adaptrec/trainer/job"
 	"github.com/adaptrec/adaptrec/trainer/ranker"
@@ -197,11 +199,12 @@ func TestTrainingJobs(t *testing.T) {
 	t.Logf("metrics %v, split %+v, embeddings %+v, timings %v", md.Metrics, md.Split, md.Embeddings, md.Timings)
 
 	t.Run("layout", func(t *testing.T) {
-		want := []job.Stage{job.StageRead, job.StageSplit, job.StageRanker, job.StageEvaluate, job.StageEmbeddings, job.StageIndex, job.StageExport, job.StageWrite}
+		want := []job.Stage{job.StageRead, job.StageSplit, job.StageRanker, job.StageEvaluate, job.StageEmbeddings, job.StageIndex,
+			job.StageANN, job.StageCovisit, job.StageExport, job.StageWrite}
 		if !slices.Equal(stages, want) {
 			t.Errorf("progress stages %v, want %v", stages, want)
 		}
-		for _, name := range []string{job.InputFile, job.RankerFile, job.IndexFile, job.MetadataFile} {
+		for _, name := range []string{job.InputFile, job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile, job.MetadataFile} {
 			if _, err := os.Stat(filepath.Join(string(dir), name)); err != nil {
 				t.Errorf("layout lacks %s: %v", name, err)
 			}
@@ -212,7 +215,7 @@ func TestTrainingJobs(t *testing.T) {
 		}
 		if back.Metadata.JobID != "job-a" || back.Metadata.TrainingSet != f.set.ID || back.Metadata.SchemaHash != f.fs.SchemaHash() ||
 			back.Metadata.InputWidth != f.set.Width || back.Metadata.Trainer != job.TrainerGo || back.Metadata.CodeVersion == "" ||
-			!back.Metadata.CreatedAt.Equal(fixedNow()) || len(back.Metadata.Artifacts) != 2 {
+			!back.Metadata.CreatedAt.Equal(fixedNow()) || len(back.Metadata.Artifacts) != 4 {
 			t.Errorf("metadata %+v", back.Metadata)
 		}
 		s := md.Split
@@ -222,6 +225,17 @@ func TestTrainingJobs(t *testing.T) {
 		}
 		if e := md.Embeddings; !e.To.Equal(s.Cutoff) || !e.From.Equal(f.set.From.Add(-job.DefaultEmbeddingLookback)) || e.Items == 0 || e.Dims != 8 || e.Positives == 0 {
 			t.Errorf("embeddings %+v (cutoff %s)", e, s.Cutoff)
+		}
+		if a := md.ANN; a.Items != md.Embeddings.Items || a.Dims != 8 || a.M != ann.DefaultM || a.Bands == 0 {
+			t.Errorf("ann %+v", a)
+		}
+		if c := md.Covisit; c.Items != md.Embeddings.Items || c.Edges == 0 || c.ItemsWithNeighbours < c.Items/2 {
+			t.Errorf("covisit %+v of %d items", c, md.Embeddings.Items)
+		}
+		for _, stage := range []string{"ann", "covisit"} {
+			if _, ok := md.Timings[stage]; !ok {
+				t.Errorf("no %s timing in %v", stage, md.Timings)
+			}
 		}
 		// A small world: the ranker must rank better than chance; its
 		// calibration is not yet better than the base rate's.
@@ -280,6 +294,67 @@ func TestTrainingJobs(t *testing.T) {
 		}
 	})
 
+	t.Run("ANN index and co-visitation table agree with the IVF index", func(t *testing.T) {
+		x, err := retrieval.Load(bytes.NewReader(l.Files[job.IndexFile]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := ann.Load(bytes.NewReader(l.Files[job.ANNFile]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Len() != x.Len() || a.Dims() != x.Dims() {
+			t.Fatalf("%s holds %d items of %d dims, %s %d of %d", job.ANNFile, a.Len(), a.Dims(), job.IndexFile, x.Len(), x.Dims())
+		}
+		// The ANN's ids are the IVF's item indexes: its answers for a
+		// user folded in from two items are the IVF's exact ones.
+		emb, err := x.Embedder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		vec, err := emb.Embed(nil, []int32{0, 1}, []float32{1, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.Search(nil, vec, 20, ann.SearchOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := x.Exact(nil, vec, 20, nil)
+		found := 0
+		for _, h := range got {
+			if slices.ContainsFunc(want, func(w retrieval.Hit) bool { return w.Item == h.ID }) {
+				found++
+			}
+		}
+		if len(got) != 20 || found < 18 {
+			t.Errorf("ANN search found %d of the IVF's exact top 20 (%d hits)", found, len(got))
+		}
+
+		c, err := covisit.Load(bytes.NewReader(l.Files[job.CovisitFile]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Len() != x.Len() || c.Edges() == 0 || int64(c.Edges()) != md.Covisit.Edges {
+			t.Fatalf("%s: %d items and %d neighbours, %s %d items", job.CovisitFile, c.Len(), c.Edges(), job.IndexFile, x.Len())
+		}
+		for i := range int32(c.Len()) {
+			if c.ID(i) != x.ID(i) {
+				t.Fatalf("item %d is %q in %s, %q in %s", i, c.ID(i), job.CovisitFile, x.ID(i), job.IndexFile)
+			}
+		}
+		// Items a user just visited bring up their neighbours.
+		var recent []int32
+		for i := range int32(c.Len()) {
+			if nbr, _ := c.Neighbours(i); len(nbr) > 0 && len(recent) < 3 {
+				recent = append(recent, i)
+			}
+		}
+		if hits := c.Recommend(nil, recent, 10, nil); len(hits) == 0 {
+			t.Errorf("no co-visitation recommendations for %v", recent)
+		}
+	})
+
 	t.Run("register with the ONNX Runtime validator", func(t *testing.T) {
 		rec := &registrytest.Recorder{}
 		c := &registry.Client{Store: f.store, Events: rec, Features: f.fs, Validator: &onnxcheck.Validator{},
@@ -288,12 +363,18 @@ func TestTrainingJobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.TrainingSet != f.set.ID || m.SchemaHash != f.fs.SchemaHash() || len(m.Artifacts) != 4 ||
+		if m.TrainingSet != f.set.ID || m.SchemaHash != f.fs.SchemaHash() || len(m.Artifacts) != 6 ||
 			m.Parameters["job_id"] != "job-a" || m.Parameters["ranker.hidden"] != "16" || m.Metrics[job.MetricAUC] != md.Metrics[job.MetricAUC] {
 			t.Errorf("registered %+v", m)
 		}
 		if err := c.Verify(ctx, m); err != nil {
 			t.Error(err)
+		}
+		for name, role := range map[string]registry.Role{job.RankerFile: registry.RoleRanker, job.IndexFile: registry.RoleIndex,
+			job.ANNFile: job.ANNRole, job.CovisitFile: job.CovisitRole} {
+			if a, ok := m.Artifact(name); !ok || a.Role != role {
+				t.Errorf("registered %s: %+v, %v; want role %s", name, a, ok, role)
+			}
 		}
 		again, err := job.Register(ctx, c, l, "ranker", "test", "job-a")
 		if !errors.Is(err, registry.ErrExists) || again.Version != m.Version {
@@ -314,7 +395,7 @@ func TestTrainingJobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range []string{job.RankerFile, job.IndexFile} {
+		for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile} {
 			if !bytes.Equal(again.Files[name], l.Files[name]) {
 				t.Errorf("%s differs between two runs with seed 7", name)
 			}
@@ -356,7 +437,7 @@ func TestTrainingJobs(t *testing.T) {
 		}
 		// The same trainer in another process, over s3:// URIs: the same
 		// bytes as in process.
-		for _, name := range []string{job.RankerFile, job.IndexFile} {
+		for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile} {
 			if !bytes.Equal(ext.Files[name], l.Files[name]) {
 				t.Errorf("%s of the external run differs from the in-process run", name)
 			}
@@ -405,6 +486,15 @@ func TestTrainingJobs(t *testing.T) {
 			{"unfinished", func(d string) { os.Remove(filepath.Join(d, job.MetadataFile)) }, "did not finish"},
 			{"ranker changed", func(d string) { flip(t, filepath.Join(d, job.RankerFile)) }, "ranker.onnx has"},
 			{"index missing", func(d string) { os.Remove(filepath.Join(d, job.IndexFile)) }, "items.ivf is listed but missing"},
+			{"ANN index changed", func(d string) { flip(t, filepath.Join(d, job.ANNFile)) }, "items.ann has"},
+			{"co-visitation table missing", func(d string) { os.Remove(filepath.Join(d, job.CovisitFile)) }, "covisit.bin is listed but missing"},
+			{"ANN index under another role", func(d string) {
+				p := filepath.Join(d, job.MetadataFile)
+				b, _ := os.ReadFile(p)
+				os.WriteFile(p, bytes.Replace(b, []byte(`"name": "items.ann",
+      "role": "ann_index"`), []byte(`"name": "items.ann",
+      "role": "embeddings"`), 1), 0o644)
+			}, "artifact items.ann has role embeddings, want ann_index"},
 			{"metadata edited", func(d string) {
 				p := filepath.Join(d, job.MetadataFile)
 				b, _ := os.ReadFile(p)

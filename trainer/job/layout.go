@@ -21,6 +21,8 @@ import (
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/registry"
+	"github.com/adaptrec/adaptrec/serving/ann"
+	"github.com/adaptrec/adaptrec/serving/covisit"
 	"github.com/adaptrec/adaptrec/trainer/ranker"
 	"github.com/adaptrec/adaptrec/trainer/retrieval"
 )
@@ -30,12 +32,33 @@ const (
 	InputFile    = "input.json"
 	RankerFile   = "ranker.onnx"
 	IndexFile    = "items.ivf"
+	ANNFile      = "items.ann"
+	CovisitFile  = "covisit.bin"
 	MetadataFile = "metadata.json"
 )
 
+// Registry roles of items.ann and covisit.bin: the registry's validator
+// (registry/onnxcheck) loads each by its role before the version is written.
+const (
+	ANNRole     = registry.RoleANNIndex
+	CovisitRole = registry.RoleCovisit
+)
+
+// layoutRoles are the artifacts every layout has, with their roles.
+var layoutRoles = []struct {
+	name string
+	role registry.Role
+}{
+	{RankerFile, registry.RoleRanker},
+	{IndexFile, registry.RoleIndex},
+	{ANNFile, ANNRole},
+	{CovisitFile, CovisitRole},
+}
+
 // MetadataFormat is the version of metadata.json this package writes and
-// reads.
-const MetadataFormat = 1
+// reads. Format 2 added items.ann and covisit.bin to the layout, with
+// their ANN and Covisit sections.
+const MetadataFormat = 2
 
 // Trainer names in Metadata.Trainer.
 const TrainerGo = "go"
@@ -78,6 +101,9 @@ type Metadata struct {
 	Split Split `json:"split"`
 	// Embeddings describes the item embeddings and index.
 	Embeddings Embeddings `json:"embeddings"`
+	// ANN describes items.ann, Covisit covisit.bin.
+	ANN     ANNIndex     `json:"ann"`
+	Covisit CovisitTable `json:"covisit"`
 	// Metrics are measured on the validation part: at least MetricAUC and
 	// MetricLogLoss, all finite.
 	Metrics map[string]float64 `json:"metrics"`
@@ -130,6 +156,30 @@ type Embeddings struct {
 	NProbe int `json:"nprobe"`
 }
 
+// ANNIndex describes items.ann: serving/ann's HNSW index over the same
+// item vectors as items.ivf. Its int32 ids are items.ivf's item indexes
+// (0..Items-1), so a hit's id names an item through items.ivf's id table.
+type ANNIndex struct {
+	Items          int     `json:"items"`
+	Dims           int     `json:"dims"`
+	M              int     `json:"m"`
+	EfConstruction int     `json:"ef_construction"`
+	EfSearch       int     `json:"ef_search"`
+	NormRatio      float64 `json:"norm_ratio"`
+	Bands          int     `json:"bands"`
+}
+
+// CovisitTable describes covisit.bin: serving/covisit's co-visitation
+// table, built from the embeddings' positives (Embeddings.Positives in
+// [From, To)). Its items are items.ivf's, in the same order.
+type CovisitTable struct {
+	Items int `json:"items"`
+	// ItemsWithNeighbours have at least one neighbour; Edges counts the
+	// neighbour entries of all items.
+	ItemsWithNeighbours int   `json:"items_with_neighbours"`
+	Edges               int64 `json:"edges"`
+}
+
 // Artifact is one file of the layout.
 type Artifact struct {
 	Name   string        `json:"name"`
@@ -165,10 +215,13 @@ func EncodeMetadata(m Metadata) ([]byte, error) {
 // metadata is complete (ids, code version, schema hash and schema, finite
 // metrics with AUC and log loss), every artifact it lists has its size and
 // SHA-256, ranker.onnx is an ONNX ranker whose adaptrec metadata
-// (trainer/ranker) names the same feature schema and width, and items.ivf
-// loads as a retrieval index of the recorded size. It needs no ONNX
-// Runtime; the registry's validator runs the model. Errors wrap
-// ErrInvalidLayout, or the folder's error when a file cannot be read.
+// (trainer/ranker) names the same feature schema and width, items.ivf
+// loads as a retrieval index of the recorded size, items.ann loads as an
+// ANN index over exactly items.ivf's items and vectors (ids 0..n-1), and
+// covisit.bin loads as a co-visitation table over items.ivf's ids, in its
+// order. It needs no ONNX Runtime; the registry's validator runs the
+// model. Errors wrap ErrInvalidLayout, or the folder's error when a file
+// cannot be read.
 func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 	l := &Layout{URI: dir.URI(""), Files: map[string][]byte{}}
 	b, err := dir.Get(ctx, MetadataFile)
@@ -237,8 +290,12 @@ func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 		}
 		l.Files[a.Name] = data
 	}
-	if roles[RankerFile] != registry.RoleRanker || roles[IndexFile] != registry.RoleIndex {
-		add("artifacts must include %s (role %s) and %s (role %s)", RankerFile, registry.RoleRanker, IndexFile, registry.RoleIndex)
+	for _, r := range layoutRoles {
+		if got, ok := roles[r.name]; !ok {
+			add("artifacts must include %s (role %s)", r.name, r.role)
+		} else if got != r.role {
+			add("artifact %s has role %s, want %s", r.name, got, r.role)
+		}
 	}
 	if data, ok := l.Files[RankerFile]; ok {
 		md, err := ranker.ReadMetadata(data)
@@ -251,6 +308,7 @@ func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 			add("%s was exported for feature schema %s %v, the metadata says %s %v", RankerFile, md.Schema.SchemaHash, md.Schema.Names(), m.SchemaHash, m.Schema.Names())
 		}
 	}
+	var ivf *retrieval.Index
 	if data, ok := l.Files[IndexFile]; ok {
 		x, err := retrieval.Load(bytes.NewReader(data))
 		switch {
@@ -258,6 +316,18 @@ func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 			add("%s: %v", IndexFile, err)
 		case x.Len() != m.Embeddings.Items || x.Dims() != m.Embeddings.Dims:
 			add("%s holds %d items of %d dims, the metadata says %d of %d", IndexFile, x.Len(), x.Dims(), m.Embeddings.Items, m.Embeddings.Dims)
+		default:
+			ivf = x
+		}
+	}
+	if data, ok := l.Files[ANNFile]; ok {
+		if err := checkANN(data, m.ANN, ivf); err != nil {
+			add("%s: %v", ANNFile, err)
+		}
+	}
+	if data, ok := l.Files[CovisitFile]; ok {
+		if err := checkCovisit(data, m.Covisit, ivf); err != nil {
+			add("%s: %v", CovisitFile, err)
 		}
 	}
 	if len(bad) > 0 {
@@ -269,6 +339,71 @@ func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// checkANN loads items.ann and checks it against its metadata and, when
+// items.ivf loaded, against that: the same items (ids 0..n-1 are its item
+// indexes) with the same vectors, bit for bit.
+func checkANN(data []byte, md ANNIndex, ivf *retrieval.Index) error {
+	x, err := ann.Load(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	got := ANNIndex{Items: x.Len(), Dims: x.Dims(), M: x.M(), EfConstruction: x.EfConstruction(), EfSearch: x.EfSearch(),
+		NormRatio: x.NormRatio(), Bands: x.Bands()}
+	if got != md {
+		return fmt.Errorf("holds %+v, the metadata says %+v", got, md)
+	}
+	if ivf == nil {
+		return nil
+	}
+	if x.Len() != ivf.Len() || x.Dims() != ivf.Dims() {
+		return fmt.Errorf("holds %d items of %d dims, %s %d of %d", x.Len(), x.Dims(), IndexFile, ivf.Len(), ivf.Dims())
+	}
+	for i := range int32(ivf.Len()) {
+		v, ok := x.Vector(i)
+		if !ok {
+			return fmt.Errorf("has no item %d (%s's %q): its ids must be %s's item indexes", i, IndexFile, ivf.ID(i), IndexFile)
+		}
+		w := ivf.Vector(i)
+		for k := range v {
+			if math.Float32bits(v[k]) != math.Float32bits(w[k]) {
+				return fmt.Errorf("item %d (%q) has another vector than in %s: not built from the same embeddings", i, ivf.ID(i), IndexFile)
+			}
+		}
+	}
+	return nil
+}
+
+// checkCovisit loads covisit.bin and checks it against its metadata and,
+// when items.ivf loaded, against that: the same item ids in the same
+// order, so one index names one item in both.
+func checkCovisit(data []byte, md CovisitTable, ivf *retrieval.Index) error {
+	t, err := covisit.Load(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	got := CovisitTable{Items: t.Len(), Edges: int64(t.Edges())}
+	for i := range int32(t.Len()) {
+		if nbr, _ := t.Neighbours(i); len(nbr) > 0 {
+			got.ItemsWithNeighbours++
+		}
+	}
+	if got != md {
+		return fmt.Errorf("holds %+v, the metadata says %+v", got, md)
+	}
+	if ivf == nil {
+		return nil
+	}
+	if t.Len() != ivf.Len() {
+		return fmt.Errorf("holds %d items, %s %d", t.Len(), IndexFile, ivf.Len())
+	}
+	for i := range int32(t.Len()) {
+		if t.ID(i) != ivf.ID(i) {
+			return fmt.Errorf("item %d is %q, in %s %q: the tables must list the same items in the same order", i, t.ID(i), IndexFile, ivf.ID(i))
+		}
+	}
+	return nil
 }
 
 // schemaWidth is the row width a model schema implies.

@@ -8,8 +8,9 @@ import (
 )
 
 // RegisterRequest returns the registration of a finished job's layout as
-// a version of model: the ranker, the item index, metadata.json and
-// input.json as artifacts, its schema, training set, code version and
+// a version of model: the ranker, the item indexes (items.ivf, items.ann),
+// the co-visitation table, metadata.json and input.json as artifacts, each
+// with its layout role, its schema, training set, code version and
 // metrics, and its parameters flattened (with the job id, trainer and
 // split). Its creation time is the job's, so registering the same layout
 // again computes the same version (registry.ErrExists with the

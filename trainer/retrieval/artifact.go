@@ -1,18 +1,16 @@
 package retrieval
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"hash/crc32"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
+
+	"github.com/adaptrec/adaptrec/internal/artifact"
 )
 
-// The index artifact, little-endian throughout:
+// The index artifact, little-endian throughout, framed by
+// internal/artifact (magic, version, payload length and checksum):
 //
 //	offset size  field
 //	0      8     magic "ADRECIVF"
@@ -35,25 +33,20 @@ import (
 //	               items × dims float32 vectors, in position order
 //
 // Nothing follows the payload.
-const (
-	indexMagic      = "ADRECIVF"
-	IndexVersion    = 1
-	indexHeaderSize = 64
-	// maxPayload bounds what Load will read: 2^31 items of 1,024 dims
-	// would be far more, but a header claiming more than 64 GiB is corrupt
-	// on any machine this runs on.
-	maxPayload = 1 << 36
-)
+const IndexVersion = 1
 
 // ErrCorruptIndex is wrapped by every error Load returns for bytes that are
 // not a valid index artifact (as opposed to a failing reader).
 var ErrCorruptIndex = errors.New("retrieval: corrupt index artifact")
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func corrupt(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrCorruptIndex, fmt.Sprintf(format, args...))
+// indexFormat frames the artifact (internal/artifact): magic, version, the
+// payload length at offset 48 and the checksum.
+var indexFormat = artifact.Format{
+	Magic: "ADRECIVF", Version: IndexVersion, LengthAt: 48,
+	Pkg: "retrieval", Noun: "index", What: "retrieval index", ErrCorrupt: ErrCorruptIndex,
 }
+
+func corrupt(format string, args ...any) error { return indexFormat.Corrupt(format, args...) }
 
 // Save writes the index artifact to w.
 func (x *Index) Save(w io.Writer) error {
@@ -77,72 +70,26 @@ func (x *Index) Save(w io.Writer) error {
 	}
 	payload = appendFloats(payload, x.vectors)
 
-	var hdr [indexHeaderSize]byte
-	copy(hdr[0:8], indexMagic)
+	var hdr artifact.Header
 	le := binary.LittleEndian
-	le.PutUint32(hdr[8:], IndexVersion)
 	le.PutUint32(hdr[12:], uint32(x.dims))
 	le.PutUint32(hdr[16:], uint32(n))
 	le.PutUint32(hdr[20:], uint32(lists))
 	le.PutUint32(hdr[24:], uint32(x.nprobe))
 	le.PutUint64(hdr[32:], math.Float64bits(x.reg))
 	le.PutUint64(hdr[40:], math.Float64bits(x.alpha))
-	le.PutUint64(hdr[48:], uint64(len(payload)))
-	crc := crcOf(hdr[:60], payload)
-	le.PutUint32(hdr[60:], crc)
-	if _, err := w.Write(hdr[:]); err != nil {
-		return fmt.Errorf("retrieval: write index: %w", err)
-	}
-	if _, err := w.Write(payload); err != nil {
-		return fmt.Errorf("retrieval: write index: %w", err)
-	}
-	return nil
+	return indexFormat.Write(w, &hdr, payload)
 }
 
 // WriteFile saves the index to path atomically: it writes a temporary file
 // in the same directory, syncs it and renames it over path.
-func (x *Index) WriteFile(path string) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("retrieval: write index: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	if err = x.Save(bw); err != nil {
-		return err
-	}
-	if err = bw.Flush(); err != nil {
-		return fmt.Errorf("retrieval: write index %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("retrieval: write index %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("retrieval: write index %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("retrieval: write index: %w", err)
-	}
-	return nil
+func (x *Index) WriteFile(path string) error {
+	return indexFormat.WriteFile(path, x.Save)
 }
 
 // ReadIndexFile loads the index artifact at path.
 func ReadIndexFile(path string) (*Index, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("retrieval: read index: %w", err)
-	}
-	defer f.Close()
-	x, err := Load(bufio.NewReaderSize(f, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return x, nil
+	return artifact.ReadFile(&indexFormat, path, Load)
 }
 
 // Load reads an index artifact written by Save, and reads r to its end: a
@@ -150,24 +97,13 @@ func ReadIndexFile(path string) (*Index, error) {
 // file, or contents that break the index's invariants are refused with an
 // error wrapping ErrCorruptIndex.
 func Load(r io.Reader) (*Index, error) {
-	var hdr [indexHeaderSize]byte
-	if n, err := io.ReadFull(r, hdr[:]); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, corrupt("%d bytes, shorter than the %d-byte header", n, indexHeaderSize)
-		}
-		return nil, fmt.Errorf("retrieval: read index: %w", err)
-	}
-	if string(hdr[0:8]) != indexMagic {
-		return nil, corrupt("magic %q, want %q: not an adaptrec retrieval index", hdr[0:8], indexMagic)
+	hdr, err := indexFormat.ReadHeader(r)
+	if err != nil {
+		return nil, err
 	}
 	le := binary.LittleEndian
-	version := le.Uint32(hdr[8:])
-	if version != IndexVersion {
-		return nil, corrupt("format version %d, this build reads version %d", version, IndexVersion)
-	}
 	dims, n, lists, nprobe := le.Uint32(hdr[12:]), le.Uint32(hdr[16:]), le.Uint32(hdr[20:]), le.Uint32(hdr[24:])
 	reg, alpha := math.Float64frombits(le.Uint64(hdr[32:])), math.Float64frombits(le.Uint64(hdr[40:]))
-	payloadLen := le.Uint64(hdr[48:])
 	switch {
 	case le.Uint32(hdr[28:]) != 0 || le.Uint32(hdr[56:]) != 0:
 		return nil, corrupt("reserved header fields are not zero")
@@ -179,25 +115,10 @@ func Load(r io.Reader) (*Index, error) {
 		return nil, corrupt("%d lists for %d items", lists, n)
 	case nprobe < 1:
 		return nil, corrupt("nprobe %d", nprobe)
-	case payloadLen > maxPayload:
-		return nil, corrupt("payload of %d bytes", payloadLen)
 	}
-	// Read through a limit instead of allocating the claimed length, so a
-	// corrupt length on a short file costs no more memory than the file.
-	payload, err := io.ReadAll(io.LimitReader(r, int64(payloadLen)))
+	payload, err := indexFormat.ReadPayload(r, &hdr)
 	if err != nil {
-		return nil, fmt.Errorf("retrieval: read index: %w", err)
-	}
-	if uint64(len(payload)) != payloadLen {
-		return nil, corrupt("truncated: payload has %d of %d bytes", len(payload), payloadLen)
-	}
-	var one [1]byte
-	if k, _ := io.ReadFull(r, one[:]); k != 0 {
-		return nil, corrupt("bytes follow the %d-byte payload", payloadLen)
-	}
-	want := le.Uint32(hdr[60:])
-	if got := crcOf(hdr[:60], payload); got != want {
-		return nil, corrupt("checksum %08x, header says %08x", got, want)
+		return nil, err
 	}
 
 	d, items, nl := int(dims), int(n), int(lists)
@@ -267,9 +188,4 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
-}
-
-// crcOf is the artifact checksum of a header's first 60 bytes and a payload.
-func crcOf(header, payload []byte) uint32 {
-	return crc32.Update(crc32.Checksum(header, castagnoli), castagnoli, payload)
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/adaptrec/adaptrec/internal/topk"
 )
 
 // Defaults of IndexConfig.
@@ -303,6 +305,21 @@ type listScore struct {
 
 type searchScratch struct {
 	listScores []listScore
+	// top holds the top-k heap; the hits are copied out to the caller's
+	// slice at the end (internal/topk has its own Hit type).
+	top []topk.Hit
+}
+
+// hits appends the heap's hits to dst[:0], best first, and keeps the
+// heap's storage for the next search.
+func (sc *searchScratch) hits(dst []Hit, h *topk.Heap) []Hit {
+	sorted := h.Sorted()
+	dst = dst[:0]
+	for _, x := range sorted {
+		dst = append(dst, Hit{Item: x.ID, Score: x.Score})
+	}
+	sc.top = sorted[:0]
+	return dst
 }
 
 // Search appends to dst[:0] the top k items by inner product with q among
@@ -340,7 +357,7 @@ func (x *Index) Search(dst []Hit, q []float32, k int, opt SearchOptions) []Hit {
 	}
 	slices.SortFunc(ls[:probe], better)
 
-	h := topK{hits: dst, k: k}
+	h := topk.New(sc.top, k)
 	seen := 0
 	for i := 0; i < lists; i++ {
 		if i >= probe {
@@ -360,10 +377,10 @@ func (x *Index) Search(dst []Hit, q []float32, k int, opt SearchOptions) []Hit {
 				continue
 			}
 			seen++
-			h.push(Hit{item, dot(q, x.vectors[int(p)*x.dims:int(p+1)*x.dims])})
+			h.Push(topk.Hit{ID: item, Score: dot(q, x.vectors[int(p)*x.dims:int(p+1)*x.dims])})
 		}
 	}
-	return h.sorted()
+	return sc.hits(dst, &h)
 }
 
 // Exact appends to dst[:0] the true top k items by inner product with q,
@@ -375,14 +392,16 @@ func (x *Index) Exact(dst []Hit, q []float32, k int, exclude func(item int32) bo
 		return dst
 	}
 	q = q[:x.dims]
-	h := topK{hits: dst, k: k}
+	sc := x.scratch.Get().(*searchScratch)
+	defer x.scratch.Put(sc)
+	h := topk.New(sc.top, k)
 	for p, item := range x.order {
 		if exclude != nil && exclude(item) {
 			continue
 		}
-		h.push(Hit{item, dot(q, x.vectors[p*x.dims:(p+1)*x.dims])})
+		h.Push(topk.Hit{ID: item, Score: dot(q, x.vectors[p*x.dims:(p+1)*x.dims])})
 	}
-	return h.sorted()
+	return sc.hits(dst, &h)
 }
 
 // selectTop moves the k best elements (by cmp, best first) of s to s[:k]
@@ -425,67 +444,6 @@ func selectTop(s []listScore, k int, cmp func(a, b listScore) int) {
 			return
 		}
 	}
-}
-
-// topK keeps the k best hits in a min-heap (worst at the root); ties break
-// toward the lower item so results do not depend on scan order.
-type topK struct {
-	hits []Hit
-	k    int
-}
-
-// worse reports whether a ranks below b.
-func worse(a, b Hit) bool {
-	return a.Score < b.Score || (a.Score == b.Score && a.Item > b.Item)
-}
-
-func (h *topK) push(x Hit) {
-	if len(h.hits) < h.k {
-		h.hits = append(h.hits, x)
-		// Sift up.
-		i := len(h.hits) - 1
-		for i > 0 {
-			p := (i - 1) / 2
-			if !worse(h.hits[i], h.hits[p]) {
-				break
-			}
-			h.hits[i], h.hits[p] = h.hits[p], h.hits[i]
-			i = p
-		}
-		return
-	}
-	if !worse(h.hits[0], x) {
-		return
-	}
-	h.hits[0] = x
-	h.down(0, len(h.hits))
-}
-
-func (h *topK) down(i, n int) {
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && worse(h.hits[r], h.hits[l]) {
-			m = r
-		}
-		if !worse(h.hits[m], h.hits[i]) {
-			return
-		}
-		h.hits[i], h.hits[m] = h.hits[m], h.hits[i]
-		i = m
-	}
-}
-
-// sorted returns the hits best first, in place.
-func (h *topK) sorted() []Hit {
-	for n := len(h.hits) - 1; n > 0; n-- {
-		h.hits[0], h.hits[n] = h.hits[n], h.hits[0]
-		h.down(0, n)
-	}
-	return h.hits
 }
 
 // firstNonFinite returns the index of the first NaN or infinite value, or -1.
