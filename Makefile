@@ -24,6 +24,10 @@ ONNXRUNTIME_VERSION := 1.30.0
 ONNXRUNTIME_SHA256 := ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
 
 BINARIES := server worker consumers adaptrec
+# The commit the binaries record (trainer code version in model metadata):
+# VCS stamping is off (GOFLAGS above), so it is passed at link time.
+COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
+LDFLAGS := -X github.com/adaptrec/adaptrec/internal/version.Commit=$(COMMIT)
 
 .PHONY: all build tools test test-unit demo proto lint bench clean help
 all: build
@@ -33,7 +37,7 @@ help: ## list targets
 
 build: ## build bin/server, bin/worker, bin/consumers and bin/adaptrec
 	@mkdir -p bin
-	$(GO) build -o bin/ $(addprefix ./cmd/,$(BINARIES))
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/ $(addprefix ./cmd/,$(BINARIES))
 
 # Each tool is installed into a versioned folder and linked from .tools/bin,
 # so a version bump rebuilds it and an unchanged version is reused.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/adaptrec/adaptrec/features/offline"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/version"
 	"github.com/adaptrec/adaptrec/serving/ann"
 	"github.com/adaptrec/adaptrec/serving/covisit"
 	"github.com/adaptrec/adaptrec/trainer/ranker"
@@ -438,10 +439,14 @@ func DecodeInput(b []byte) (Input, error) {
 	return in, nil
 }
 
-// CodeVersion identifies this build: the VCS revision it was built from
+// CodeVersion identifies this build: the commit stamped at link time
+// (internal/version, the Makefile), else the VCS revision it was built from
 // (with "-dirty" for uncommitted changes) when the build recorded one, else
 // the module version, else "devel".
 func CodeVersion() string {
+	if version.Commit != "" {
+		return version.Commit
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "devel"
