@@ -4,6 +4,7 @@ package serving
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/adaptrec/adaptrec/events"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/serving/admission"
 )
 
 // Request bounds. They keep one request from costing more than a fair share
@@ -34,10 +36,16 @@ const (
 // PopularityModel is the model version reported when popularity answers.
 const PopularityModel = "popularity"
 
-var responsesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
-	Name: "adaptrec_serving_responses_total",
-	Help: "Recommend responses by degradation level.",
-}, []string{"level"})
+var (
+	responsesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptrec_serving_responses_total",
+		Help: "Recommend responses by degradation level (unavailable: no level could answer).",
+	}, []string{"level"})
+	fallbackTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "adaptrec_serving_pipeline_fallbacks_total",
+		Help: "Requests the model pipeline could not answer, by reason; a lower level answered them.",
+	}, []string{"reason"})
+)
 
 // Options configures a Service. Zero values mean the documented defaults.
 type Options struct {
@@ -47,6 +55,18 @@ type Options struct {
 	IngestTimeout time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Pipeline ranks with models; nil serves popularity only.
+	Pipeline *Pipeline
+	// Admission bounds concurrent Recommend calls and sheds low-priority
+	// ones under overload; nil admits everything.
+	Admission *admission.Controller
+	// Shadow scores mirrored requests with the shadow model; nil: none.
+	Shadow *ShadowScorer
+	// CacheSlots bounds the last-good-response cache (default 65536
+	// users); CacheTTL is how old a cached response may be served
+	// (default 1 hour).
+	CacheSlots int
+	CacheTTL   time.Duration
 }
 
 // Service implements adaptrecv1.RecommendServiceServer.
@@ -58,6 +78,8 @@ type Service struct {
 	events     Publisher       // synchronous: Ingest acknowledges durability
 	async      *AsyncPublisher // PredictionEvents, off the request path
 	popularity *Popularity
+
+	cache *responseCache
 
 	tzMu  sync.RWMutex
 	tzMap map[string]*time.Location
@@ -77,12 +99,19 @@ func NewService(log *slog.Logger, pub Publisher, async *AsyncPublisher, opts Opt
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CacheSlots == 0 {
+		opts.CacheSlots = 1 << 16
+	}
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = time.Hour
+	}
 	return &Service{
 		log:        log,
 		opts:       opts,
 		events:     pub,
 		async:      async,
 		popularity: NewPopularity(time.Hour, 2*MaxNumItems),
+		cache:      newResponseCache(opts.CacheSlots, opts.CacheTTL),
 		tzMap:      make(map[string]*time.Location),
 	}
 }
@@ -194,7 +223,11 @@ func (s *Service) validateRecommend(req *adaptrecv1.RecommendRequest) error {
 	return nil
 }
 
-// Recommend answers with the most popular items the user has not just seen.
+// Recommend ranks items for a user through the pipeline and, when the
+// pipeline cannot answer, through the lower levels of the degradation
+// hierarchy: full → stale features → simple ranking (inside the pipeline) →
+// popularity → the user's last good response. It fails only when no level
+// can answer, or when admission control sheds the request.
 func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendRequest) (*adaptrecv1.RecommendResponse, error) {
 	start := time.Now()
 	if err := s.validateRecommend(req); err != nil {
@@ -202,6 +235,13 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
+	}
+	if s.opts.Admission != nil {
+		release, err := s.opts.Admission.Acquire(ctx, admission.FromProto(req.GetPriority()))
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 	}
 	n := int(req.GetNumItems())
 	if n == 0 {
@@ -211,6 +251,65 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 	if requestID == "" {
 		requestID = events.NewID()
 	}
+	now := s.opts.Now()
+	resp := &adaptrecv1.RecommendResponse{RequestId: requestID}
+	pred := &adaptrecv1.PredictionEvent{
+		RequestId: requestID, UserId: req.GetUserId(), Surface: req.GetSurface(),
+		SessionId: req.GetContext().GetSessionId(), Device: req.GetContext().GetDevice(),
+	}
+
+	var out *outcome
+	if p := s.opts.Pipeline; p != nil {
+		var err error
+		if out, err = p.safeRun(ctx, req, n, now); err != nil {
+			if ctx.Err() != nil {
+				return nil, status.FromContextError(ctx.Err()).Err()
+			}
+			fallbackTotal.WithLabelValues(reasonOf(err)).Inc()
+			out = nil
+		}
+	}
+	switch {
+	case out != nil:
+		resp.ModelVersion, resp.ExperimentArm, resp.DegradationLevel = out.version, out.arm, out.level
+		resp.Items = make([]*adaptrecv1.ScoredItem, len(out.items))
+		pred.Items = make([]*adaptrecv1.ServedItem, len(out.items))
+		for i, it := range out.items {
+			id := out.cat.ID(it.Item.ID)
+			resp.Items[i] = &adaptrecv1.ScoredItem{ItemId: id, Score: it.Score}
+			pred.Items[i] = &adaptrecv1.ServedItem{ItemId: id, Score: it.Score, Position: int32(i),
+				Sources: s.opts.Pipeline.sourceNames(out.retriever, out.sources[i]), Features: out.itemValues[i]}
+		}
+		pred.FeatureSchemaHash = out.schemaHash
+		pred.UserFeatureNames, pred.UserFeatures, pred.ItemFeatureNames = out.userNames, out.userValues, out.itemNames
+		s.cache.put(req.GetUserId(), resp.Items, resp.ModelVersion, now)
+	default:
+		if !s.answerWithoutModel(req, n, now, resp, pred) {
+			responsesTotal.WithLabelValues("unavailable").Inc()
+			return nil, status.Error(codes.Unavailable,
+				"no recommendations available yet: no model is loaded, no item features are loaded and no interactions have been ingested; load a model (adaptrec models promote) or send interactions with Ingest, then retry")
+		}
+	}
+	if pred.ModelVersion == "" {
+		pred.ModelVersion = resp.ModelVersion
+	}
+	pred.ExperimentArm, pred.DegradationLevel = resp.ExperimentArm, resp.DegradationLevel
+	responsesTotal.WithLabelValues(resp.DegradationLevel.String()).Inc()
+	latency := time.Since(start)
+	pred.LatencyMs = float64(latency.Microseconds()) / 1000
+	if s.async != nil {
+		s.async.Offer(events.NewPrediction(events.NewID(), now, s.opts.Producer, pred))
+	}
+	if out != nil && s.opts.Shadow != nil {
+		s.opts.Shadow.offer(req, requestID, out, now)
+	}
+	return resp, nil
+}
+
+// answerWithoutModel fills resp from the model-free levels: popularity
+// from the catalogue's item features, or from the interactions ingested here,
+// then the user's last good response. It reports false when none can answer.
+func (s *Service) answerWithoutModel(req *adaptrecv1.RecommendRequest, n int, now time.Time, resp *adaptrecv1.RecommendResponse, pred *adaptrecv1.PredictionEvent) bool {
 	var exclude map[string]bool
 	if recent := req.GetContext().GetRecentItemIds(); len(recent) > 0 {
 		exclude = make(map[string]bool, len(recent))
@@ -218,39 +317,47 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 			exclude[id] = true
 		}
 	}
-	ranked := s.popularity.Top(make([]ScoredItem, 0, n), n, exclude)
+	var ranked []ScoredItem
+	if p := s.opts.Pipeline; p != nil {
+		ranked = p.popular(n, exclude)
+	}
 	if len(ranked) == 0 {
-		return nil, status.Error(codes.Unavailable,
-			"no recommendations available yet: no model is serving and no interactions have been ingested; send interactions with Ingest and retry")
+		ranked = s.popularity.Top(make([]ScoredItem, 0, n), n, exclude)
 	}
-	level := adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_POPULARITY
-	resp := &adaptrecv1.RecommendResponse{
-		RequestId:        requestID,
-		Items:            make([]*adaptrecv1.ScoredItem, len(ranked)),
-		ModelVersion:     PopularityModel,
-		DegradationLevel: level,
+	if len(ranked) > 0 {
+		resp.ModelVersion = PopularityModel
+		resp.DegradationLevel = adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_POPULARITY
+		resp.Items = make([]*adaptrecv1.ScoredItem, len(ranked))
+		pred.Items = make([]*adaptrecv1.ServedItem, len(ranked))
+		for i, it := range ranked {
+			resp.Items[i] = &adaptrecv1.ScoredItem{ItemId: it.ItemID, Score: float32(it.Score)}
+			pred.Items[i] = &adaptrecv1.ServedItem{ItemId: it.ItemID, Score: float32(it.Score), Position: int32(i), Sources: []string{"popularity"}}
+		}
+		return true
 	}
-	served := make([]*adaptrecv1.ServedItem, len(ranked))
-	for i, it := range ranked {
-		resp.Items[i] = &adaptrecv1.ScoredItem{ItemId: it.ItemID, Score: float32(it.Score)}
-		served[i] = &adaptrecv1.ServedItem{ItemId: it.ItemID, Score: float32(it.Score), Position: int32(i), Sources: []string{"popularity"}}
+	if c, ok := s.cache.get(req.GetUserId(), now); ok {
+		resp.ModelVersion = c.version
+		resp.DegradationLevel = adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_CACHED_RESPONSE
+		resp.Items = c.items
+		pred.Items = make([]*adaptrecv1.ServedItem, len(c.items))
+		for i, it := range c.items {
+			pred.Items[i] = &adaptrecv1.ServedItem{ItemId: it.GetItemId(), Score: it.GetScore(), Position: int32(i), Sources: []string{"cache"}}
+		}
+		return true
 	}
-	responsesTotal.WithLabelValues(level.String()).Inc()
-	if s.async != nil {
-		now := s.opts.Now()
-		s.async.Offer(events.NewPrediction(events.NewID(), now, s.opts.Producer, &adaptrecv1.PredictionEvent{
-			RequestId:        requestID,
-			UserId:           req.GetUserId(),
-			ModelVersion:     resp.ModelVersion,
-			Surface:          req.GetSurface(),
-			Items:            served,
-			LatencyMs:        float64(time.Since(start).Microseconds()) / 1000,
-			DegradationLevel: level,
-			SessionId:        req.GetContext().GetSessionId(),
-			Device:           req.GetContext().GetDevice(),
-		}))
+	return false
+}
+
+// reasonOf names why the pipeline could not answer, for metrics.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, errNoModel):
+		return "no_model"
+	case errors.Is(err, errNoCandidates):
+		return "no_candidates"
+	default:
+		return "error"
 	}
-	return resp, nil
 }
 
 // Ingest validates a batch of interaction and feedback events and returns

@@ -18,7 +18,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/telemetry"
 	"github.com/adaptrec/adaptrec/serving"
@@ -51,30 +50,27 @@ func run() error {
 		return fmt.Errorf("listen for gRPC on %s (config key server.grpc_addr): %w", cfg.Server.GRPCAddr, err)
 	}
 
-	producer, err := events.NewProducer(cfg.Kafka, events.ProducerOptions{})
+	host, _ := os.Hostname()
+	inst, err := serving.NewInstance(cfg, log, serving.InstanceOptions{Name: "server/" + host})
 	if err != nil {
 		return err
 	}
-	defer producer.Close()
-	host, _ := os.Hostname()
-	name := "server/" + host
-	async := serving.NewAsyncPublisher(producer, log, 10000, 500, 2*time.Second)
-	svc := serving.NewService(log, producer, async, serving.Options{Producer: name, IngestTimeout: cfg.Server.IngestTimeout})
-	grpcSrv, health := serving.NewGRPCServer(svc)
-	ops.AddReadiness("grpc", func(context.Context) error { return nil })
+	defer inst.Close()
+	ops.AddReadiness("pipeline", inst.Ready)
 
 	g, gctx := errgroup.WithContext(ctx)
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackground()
 	g.Go(func() error { return ops.Serve(gctx) })
-	g.Go(func() error { svc.RunBackground(gctx); return nil })
+	g.Go(func() error { return inst.Run(gctx) })
 	// The async publisher outlives the gRPC server so in-flight responses'
 	// events are flushed after the last request.
 	asyncDone := make(chan struct{})
-	go func() { async.Run(bgCtx); close(asyncDone) }()
+	go func() { inst.AsyncPublisher().Run(bgCtx); close(asyncDone) }()
 	g.Go(func() error {
-		log.Info("serving", "grpc", lis.Addr().String(), "http", ops.Addr(), "brokers", cfg.Kafka.Brokers)
-		if err := grpcSrv.Serve(lis); err != nil {
+		log.Info("serving", "grpc", lis.Addr().String(), "http", ops.Addr(), "model", cfg.Server.Model, "brokers", cfg.Kafka.Brokers,
+			"tls", cfg.Server.TLSCert != "", "mtls", cfg.Server.ClientCA != "", "token_auth", len(cfg.Server.AuthTokens) > 0)
+		if err := inst.GRPC.Serve(lis); err != nil {
 			return fmt.Errorf("gRPC server: %w", err)
 		}
 		return nil
@@ -82,13 +78,13 @@ func run() error {
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down: draining in-flight requests")
-		health.Shutdown()
+		inst.Health.Shutdown()
 		drained := make(chan struct{})
-		go func() { grpcSrv.GracefulStop(); close(drained) }()
+		go func() { inst.GRPC.GracefulStop(); close(drained) }()
 		select {
 		case <-drained:
 		case <-time.After(10 * time.Second):
-			grpcSrv.Stop()
+			inst.GRPC.Stop()
 		}
 		return nil
 	})

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -22,10 +25,12 @@ import (
 
 	"github.com/adaptrec/adaptrec/activities"
 	"github.com/adaptrec/adaptrec/events"
+	"github.com/adaptrec/adaptrec/features"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/devstack"
 	"github.com/adaptrec/adaptrec/internal/objstore"
+	"github.com/adaptrec/adaptrec/registry"
 	"github.com/adaptrec/adaptrec/sim"
 	"github.com/adaptrec/adaptrec/workflows"
 )
@@ -56,8 +61,15 @@ bin/consumers, bin/worker and bin/server, and then:
      publishes its interaction history (--events) to Kafka,
   2. waits until the archiver has written every event exactly once to Parquet
      on S3, partitioned by event date and hour,
-  3. sends simulated live users against the gRPC RecommendService for --live
-     and prints their click-through rate,
+  3. runs the BatchFeatures workflow: batch features from the event log into
+     versioned snapshots, loaded into Redis and made current,
+  4. trains a first model on the history (point-in-time training set, Go
+     trainer: ranker, embeddings, ANN index, co-visitation), registers it
+     (ONNX Runtime validation) and promotes it to production; the server
+     loads it and becomes ready,
+  5. sends simulated live users against the gRPC RecommendService for --live
+     and prints their click-through rate per model version, latency
+     percentiles and degradation counts,
 
 then prints where to look and stays up until Ctrl-C.`,
 		Args: cobra.NoArgs,
@@ -141,6 +153,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	// 2. The platform's own services.
 	logDir := stateDir + "/logs"
 	var services []*service
+	var server *service
 	defer func() {
 		for i := len(services) - 1; i >= 0; i-- {
 			if serr := services[i].stop(20 * time.Second); serr != nil {
@@ -159,6 +172,12 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 			return err
 		}
 		services = append(services, svc)
+		if s.name == "server" {
+			// The server is ready once a model and the item features are
+			// loaded: it is waited for after training.
+			server = svc
+			continue
+		}
 		if err := svc.waitReady(ctx, time.Minute); err != nil {
 			return err
 		}
@@ -200,6 +219,18 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	// computed, validated, loaded into Redis and made current.
 	feats, featsURL, err := demoBatchFeatures(ctx, stderr, tc, cfg, worldID)
 	if err != nil {
+		return err
+	}
+
+	// 3c. A first model: a training set from the history, the Go
+	// trainer, registration (ONNX Runtime validation), promotion; the server
+	// loads it on the lifecycle event and becomes ready.
+	trained, err := demoTrain(ctx, stderr, cfg, req)
+	if err != nil {
+		return err
+	}
+	say("waiting for the server to load model %s and the item features", trained.Version)
+	if err := server.waitReady(ctx, 3*time.Minute); err != nil {
 		return err
 	}
 
@@ -254,6 +285,9 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	if n, err := demoMetric(ctx, cfg.Consumers.HTTPAddr, "adaptrec_nearline_events_applied_total"); err == nil {
 		fmt.Fprintf(stdout, "  nearline consumer: %.0f interaction events applied to the online store (Redis)\n", n)
 	}
+	fmt.Fprintln(stdout)
+	fmt.Fprintf(stdout, "model registry: %s@%s in production (AUC %.3f, log loss %.4f on the validation part; trained in %.1f s)\n",
+		trained.Model, trained.Version, trained.Metrics["auc"], trained.Metrics["logloss"], trained.DurationS)
 	if live != nil {
 		fmt.Fprintln(stdout)
 		fmt.Fprintln(stdout, "live users against the gRPC endpoint:")
@@ -293,6 +327,40 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 			}
 		}
 	}
+}
+
+// demoTrain trains a first model on the demo's history, registers it and
+// promotes it to production.
+func demoTrain(ctx context.Context, stderr io.Writer, cfg config.Config, h activities.HistoryRequest) (trainSummary, error) {
+	var sum trainSummary
+	fmt.Fprintf(stderr, "==> training a first model on the history (training set, ranker, embeddings, indexes)\n")
+	var out bytes.Buffer
+	o := trainOptions{
+		from: h.Start.Format(time.RFC3339), to: h.End.Format(time.RFC3339), model: cfg.Server.Model,
+		actor: "adaptrec demo", reason: "demo: first model", asJSON: true, now: time.Now(),
+	}
+	// The trainer's defaults: flags registered, none set.
+	o.params.register(pflag.NewFlagSet("demo-train", pflag.ContinueOnError))
+	if err := train(ctx, &out, prefixWriter{w: stderr, prefix: "    "}, cfg, o); err != nil {
+		return sum, fmt.Errorf("demo: train: %w", err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
+		return sum, fmt.Errorf("demo: train printed no summary: %w", err)
+	}
+	fs, err := features.Load(cfg.Features.File)
+	if err != nil {
+		return sum, err
+	}
+	reg, closeReg, err := modelsWriter(ctx, cfg, fs, stderr)
+	if err != nil {
+		return sum, err
+	}
+	defer closeReg()
+	if _, err := reg.Apply(ctx, sum.Model, registry.Change{Action: registry.ActionPromote, Version: sum.Version, Actor: "adaptrec demo", Reason: "demo: first model"}); err != nil {
+		return sum, fmt.Errorf("demo: promote %s: %w", sum.Version, err)
+	}
+	fmt.Fprintf(stderr, "==> %s@%s promoted to production\n", sum.Model, sum.Version)
+	return sum, nil
 }
 
 // demoBatchFeatures runs the BatchFeatures workflow on the demo's history

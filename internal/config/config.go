@@ -14,6 +14,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/adaptrec/adaptrec/serving/rerank"
 )
 
 // Config is the whole adaptrec configuration. The YAML keys are the snake_case
@@ -109,6 +111,38 @@ type Server struct {
 	// IngestTimeout bounds how long Ingest waits for the event log to
 	// acknowledge a batch.
 	IngestTimeout time.Duration `yaml:"ingest_timeout"`
+	// Model is the registry model whose aliases the server serves;
+	// ModelPoll how often it re-reads them (ModelLifecycleEvents switch at
+	// once; the poll only bounds how long a lost event can delay a switch).
+	Model     string        `yaml:"model"`
+	ModelPoll time.Duration `yaml:"model_poll"`
+	// TLSCert and TLSKey (PEM files) serve gRPC over TLS; ClientCA (a PEM
+	// bundle) additionally requires client certificates signed by it
+	// (mTLS). Empty: plaintext, for the local stack only.
+	TLSCert  string `yaml:"tls_cert"`
+	TLSKey   string `yaml:"tls_key"`
+	ClientCA string `yaml:"client_ca"`
+	// AuthTokens, when set, are the bearer tokens a call must present in
+	// its "authorization: Bearer <token>" metadata (health checks and
+	// reflection excepted). Set them from the environment
+	// (ADAPTREC_SERVER_AUTH_TOKENS, comma-separated), not a file in git.
+	AuthTokens []string `yaml:"auth_tokens"`
+	// MaxInFlight bounds concurrent Recommend calls; MaxQueue how many
+	// more may wait; LatencySLO the p99 above which low-priority requests
+	// are shed (admission control). 0 for MaxInFlight means 4×GOMAXPROCS.
+	MaxInFlight int           `yaml:"max_in_flight"`
+	MaxQueue    int           `yaml:"max_queue"`
+	LatencySLO  time.Duration `yaml:"latency_slo"`
+	// Candidates is how many retrieved candidates are ranked per request;
+	// RankTimeout bounds the ONNX ranker before the lightweight one answers.
+	Candidates  int           `yaml:"candidates"`
+	RankTimeout time.Duration `yaml:"rank_timeout"`
+	// ShadowQueue bounds the mirrored requests waiting for the shadow
+	// model; more are dropped (counted), never waited for.
+	ShadowQueue int `yaml:"shadow_queue"`
+	// Rerank are the re-ranking rules applied to every list (serving/rerank;
+	// the defaults are rerank.DefaultConfig, 0 turns a rule off).
+	Rerank rerank.Config `yaml:"rerank"`
 }
 
 // Worker configures cmd/worker.
@@ -196,6 +230,14 @@ func Default() Config {
 			GRPCAddr:      "127.0.0.1:9090",
 			HTTPAddr:      "127.0.0.1:9091",
 			IngestTimeout: 5 * time.Second,
+			Model:         "ranker",
+			ModelPoll:     30 * time.Second,
+			MaxQueue:      64,
+			LatencySLO:    10 * time.Millisecond,
+			Candidates:    500,
+			RankTimeout:   25 * time.Millisecond,
+			ShadowQueue:   256,
+			Rerank:        rerank.DefaultConfig(),
 		},
 		Worker: Worker{HTTPAddr: "127.0.0.1:9092", TaskQueues: []string{"adaptrec-default"}},
 		Consumers: Consumers{
@@ -273,6 +315,44 @@ func (c Config) Validate() error {
 	checkAddr("server.http_addr", c.Server.HTTPAddr)
 	if c.Server.IngestTimeout <= 0 {
 		bad("server.ingest_timeout", "must be > 0, got %s", c.Server.IngestTimeout)
+	}
+	if c.Server.Model == "" {
+		bad("server.model", "the registry model to serve is required (default \"ranker\")")
+	}
+	if c.Server.ModelPoll < time.Second {
+		bad("server.model_poll", "must be >= 1s, got %s", c.Server.ModelPoll)
+	}
+	if (c.Server.TLSCert == "") != (c.Server.TLSKey == "") {
+		bad("server.tls_key", "tls_cert and tls_key must be set together")
+	}
+	if c.Server.ClientCA != "" && c.Server.TLSCert == "" {
+		bad("server.client_ca", "client certificates (mTLS) need TLS: set tls_cert and tls_key too")
+	}
+	for i, tok := range c.Server.AuthTokens {
+		if len(tok) < 16 {
+			bad("server.auth_tokens", "token %d has %d characters; use at least 16 random characters", i, len(tok))
+		}
+	}
+	if c.Server.MaxInFlight < 0 {
+		bad("server.max_in_flight", "must be >= 0 (0: 4×GOMAXPROCS), got %d", c.Server.MaxInFlight)
+	}
+	if c.Server.MaxQueue < 0 {
+		bad("server.max_queue", "must be >= 0, got %d", c.Server.MaxQueue)
+	}
+	if c.Server.LatencySLO <= 0 {
+		bad("server.latency_slo", "must be > 0, got %s", c.Server.LatencySLO)
+	}
+	if c.Server.Candidates < 1 || c.Server.Candidates > 5000 {
+		bad("server.candidates", "must be in 1..5000, got %d", c.Server.Candidates)
+	}
+	if c.Server.RankTimeout <= 0 {
+		bad("server.rank_timeout", "must be > 0, got %s", c.Server.RankTimeout)
+	}
+	if c.Server.ShadowQueue < 1 {
+		bad("server.shadow_queue", "must be >= 1, got %d", c.Server.ShadowQueue)
+	}
+	if err := c.Server.Rerank.Validate(); err != nil {
+		bad("server.rerank", "%v", err)
 	}
 	checkAddr("worker.http_addr", c.Worker.HTTPAddr)
 	if len(c.Worker.TaskQueues) == 0 {

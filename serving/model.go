@@ -1,0 +1,164 @@
+package serving
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/features/online"
+	"github.com/adaptrec/adaptrec/internal/onnxrt"
+	"github.com/adaptrec/adaptrec/registry"
+	"github.com/adaptrec/adaptrec/serving/ann"
+	"github.com/adaptrec/adaptrec/serving/covisit"
+	"github.com/adaptrec/adaptrec/trainer/ranker"
+	"github.com/adaptrec/adaptrec/trainer/retrieval"
+)
+
+// Artifact names of a model version that serving reads (the training job's
+// layout, trainer/job).
+const (
+	ArtifactRanker  = "ranker.onnx"
+	ArtifactIVF     = "items.ivf"
+	ArtifactANN     = "items.ann"
+	ArtifactCovisit = "covisit.bin"
+)
+
+// Model is one registered model version loaded for serving: the ONNX ranker
+// in ONNX Runtime, the same ranker's Go forward pass (the simple-ranking
+// level, which needs no ONNX Runtime), the feature layout its rows follow
+// and an assembler for it, the item embeddings with their fold-in, and the
+// ANN index over them. A Model is immutable; serving swaps whole models.
+type Model struct {
+	Version  string
+	Manifest registry.Manifest
+
+	layout *features.Layout
+	asm    *online.Assembler
+	scorer *onnxrt.Session
+	goRank *ranker.Model
+	// ivf holds the item ids and vectors the ANN ids index, and the
+	// fold-in parameters; embed folds a user in from recent items.
+	ivf   *retrieval.Index
+	embed *retrieval.Embedder
+	ann   *ann.Index
+	// covisit is the co-visitation table; nil for a version without one.
+	covisit *covisit.Table
+
+	LoadedIn time.Duration
+}
+
+// ModelSource reads model versions; *registry.Client is one.
+type ModelSource interface {
+	Get(ctx context.Context, model, version string) (registry.Manifest, error)
+	ReadArtifact(ctx context.Context, m registry.Manifest, name string) ([]byte, error)
+}
+
+// LoadModel reads a version's artifacts (each checked against the
+// manifest's size and SHA-256 by the registry), checks that the store's
+// feature definitions can build its rows, and loads the ranker into ONNX
+// Runtime and the indexes into memory. Any failure leaves nothing loaded: the
+// caller keeps serving what it had.
+func LoadModel(ctx context.Context, src ModelSource, store *online.Store, model, version string, ort onnxrt.Options) (*Model, error) {
+	start := time.Now()
+	m, err := src.Get(ctx, model, version)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s@%s: %w", model, version, err)
+	}
+	fs := store.FeatureSet()
+	if err := fs.Satisfies(m.Schema); err != nil {
+		return nil, fmt.Errorf("load model %s@%s: the serving feature definitions cannot build its rows: %w", model, version, err)
+	}
+	layout, err := fs.LayoutFor(m.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s@%s: %w", model, version, err)
+	}
+	read := func(name string) ([]byte, error) {
+		b, err := src.ReadArtifact(ctx, m, name)
+		if err != nil {
+			return nil, fmt.Errorf("load model %s@%s: %w", model, version, err)
+		}
+		return b, nil
+	}
+	onnxBytes, err := read(ArtifactRanker)
+	if err != nil {
+		return nil, err
+	}
+	goRank, err := ranker.ParseONNX(onnxBytes)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s@%s: %s: %w", model, version, ArtifactRanker, err)
+	}
+	if goRank.Width != layout.Width() {
+		return nil, fmt.Errorf("load model %s@%s: ranker reads rows of %d values, its schema implies %d", model, version, goRank.Width, layout.Width())
+	}
+	ivfBytes, err := read(ArtifactIVF)
+	if err != nil {
+		return nil, err
+	}
+	ivf, err := retrieval.Load(bytes.NewReader(ivfBytes))
+	if err != nil {
+		return nil, fmt.Errorf("load model %s@%s: %s: %w", model, version, ArtifactIVF, err)
+	}
+	embed, err := ivf.Embedder()
+	if err != nil {
+		return nil, fmt.Errorf("load model %s@%s: %s: %w", model, version, ArtifactIVF, err)
+	}
+	annBytes, err := read(ArtifactANN)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := ann.Load(bytes.NewReader(annBytes))
+	if err != nil {
+		return nil, fmt.Errorf("load model %s@%s: %s: %w", model, version, ArtifactANN, err)
+	}
+	if idx.Len() != ivf.Len() || idx.Dims() != ivf.Dims() {
+		return nil, fmt.Errorf("load model %s@%s: %s holds %d items of %d dimensions, %s %d of %d: not built from the same embeddings",
+			model, version, ArtifactANN, idx.Len(), idx.Dims(), ArtifactIVF, ivf.Len(), ivf.Dims())
+	}
+	var cov *covisit.Table
+	if _, ok := m.Artifact(ArtifactCovisit); ok {
+		b, err := read(ArtifactCovisit)
+		if err != nil {
+			return nil, err
+		}
+		if cov, err = covisit.Load(bytes.NewReader(b)); err != nil {
+			return nil, fmt.Errorf("load model %s@%s: %s: %w", model, version, ArtifactCovisit, err)
+		}
+	}
+	asm, err := store.NewAssembler(layout)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s@%s: %w", model, version, err)
+	}
+	scorer, err := onnxrt.Load(onnxBytes, ort)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s@%s: ONNX Runtime: %w", model, version, err)
+	}
+	mod := &Model{
+		Version: version, Manifest: m,
+		layout: layout, asm: asm, scorer: scorer, goRank: goRank,
+		ivf: ivf, embed: embed, ann: idx, covisit: cov,
+	}
+	// A probe batch: a model that loads but cannot score is refused here,
+	// not on the first request.
+	probe := make([]float32, 2*layout.Width())
+	if _, err := scorer.Score(probe, 2); err != nil {
+		_ = scorer.Close()
+		return nil, fmt.Errorf("load model %s@%s: probe batch: %w", model, version, err)
+	}
+	mod.LoadedIn = time.Since(start)
+	return mod, nil
+}
+
+// Close releases the ONNX Runtime session. Call it only once no request
+// can reach the model any more.
+func (m *Model) Close() error {
+	if m == nil || m.scorer == nil {
+		return nil
+	}
+	return m.scorer.Close()
+}
+
+// errNoModel is returned by model-dependent stages when nothing is loaded.
+var errNoModel = errors.New("no model loaded")

@@ -1,0 +1,136 @@
+package serving
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/adaptrec/adaptrec/events"
+	"github.com/adaptrec/adaptrec/features"
+	"github.com/adaptrec/adaptrec/features/online"
+	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+)
+
+var shadowTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "adaptrec_serving_shadow_total",
+	Help: "Mirrored requests by outcome: scored, dropped (queue full), failed.",
+}, []string{"outcome"})
+
+var shadowSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+	Name:    "adaptrec_serving_shadow_seconds",
+	Help:    "Time to score one mirrored request with the shadow model (features and ranking).",
+	Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1},
+})
+
+// ShadowScorer scores mirrored requests with the shadow model, off the
+// request path: the served request hands over its candidates and returns;
+// a bounded queue and one worker score them later, and a full queue drops
+// the mirror (counted), never the request. Each scored mirror is published
+// as a PredictionEvent with shadow set, under the served request's id, so the
+// shadow report can pair it with what production served.
+type ShadowScorer struct {
+	p        *Pipeline
+	async    *AsyncPublisher
+	producer string
+	log      *slog.Logger
+	ch       chan shadowJob
+}
+
+type shadowJob struct {
+	req        *adaptrecv1.RecommendRequest
+	requestID  string
+	candidates []string
+	n          int
+	at         time.Time
+}
+
+// NewShadowScorer returns a scorer with a queue of capacity mirrors.
+func NewShadowScorer(p *Pipeline, async *AsyncPublisher, producer string, log *slog.Logger, capacity int) *ShadowScorer {
+	return &ShadowScorer{p: p, async: async, producer: producer, log: log, ch: make(chan shadowJob, capacity)}
+}
+
+func (s *ShadowScorer) offer(req *adaptrecv1.RecommendRequest, requestID string, out *outcome, at time.Time) {
+	if s.p.views.cur.Load().shadow == nil {
+		return
+	}
+	select {
+	case s.ch <- shadowJob{req: req, requestID: requestID, candidates: out.candidateIDs, n: len(out.items), at: at}:
+	default:
+		shadowTotal.WithLabelValues("dropped").Inc()
+	}
+}
+
+// Run scores mirrors until ctx ends.
+func (s *ShadowScorer) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-s.ch:
+			if err := s.score(ctx, j); err != nil {
+				shadowTotal.WithLabelValues("failed").Inc()
+				s.log.Debug("shadow: scoring a mirrored request failed", "err", err)
+			}
+		}
+	}
+}
+
+func (s *ShadowScorer) score(ctx context.Context, j shadowJob) error {
+	start := time.Now()
+	v := s.p.views.cur.Load()
+	b := v.shadow
+	if b == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	rctx := features.RequestFromRecommend(j.req, j.at, features.UserState{})
+	se, err := b.m.asm.Begin(ctx, j.req.GetUserId(), online.Request{Context: rctx, Now: j.at}, nil, online.BeginOptions{})
+	if err != nil {
+		return err
+	}
+	defer se.Close()
+	k, w := len(j.candidates), b.m.layout.Width()
+	rows := make([]float32, k*w)
+	if err := se.Assemble(j.candidates, rows); err != nil {
+		return err
+	}
+	scores := make([]float32, k)
+	if err := b.m.scorer.ScoreInto(scores, rows, k); err != nil {
+		return err
+	}
+	order := make([]int, k)
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, c int) int {
+		if r := cmp.Compare(scores[c], scores[a]); r != 0 {
+			return r
+		}
+		return cmp.Compare(a, c)
+	})
+	n := min(j.n, k)
+	pred := &adaptrecv1.PredictionEvent{
+		RequestId: j.requestID, UserId: j.req.GetUserId(), ModelVersion: b.m.Version,
+		ExperimentArm: ArmShadow, Surface: j.req.GetSurface(), Shadow: true,
+		FeatureSchemaHash: b.m.Manifest.SchemaHash,
+		SessionId:         j.req.GetContext().GetSessionId(), Device: j.req.GetContext().GetDevice(),
+		DegradationLevel: adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_FULL,
+	}
+	for pos, i := range order[:n] {
+		pred.Items = append(pred.Items, &adaptrecv1.ServedItem{ItemId: j.candidates[i], Score: scores[i], Position: int32(pos)})
+	}
+	d := time.Since(start)
+	pred.LatencyMs = float64(d.Microseconds()) / 1000
+	shadowSeconds.Observe(d.Seconds())
+	shadowTotal.WithLabelValues("scored").Inc()
+	if s.async != nil {
+		s.async.Offer(events.NewPrediction(events.NewID(), j.at, s.producer, pred))
+	}
+	return nil
+}

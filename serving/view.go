@@ -1,0 +1,178 @@
+package serving
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/adaptrec/adaptrec/features/online"
+	"github.com/adaptrec/adaptrec/serving/catalog"
+	"github.com/adaptrec/adaptrec/serving/retrieve"
+)
+
+// binding is a model tied to one catalogue: its ANN ids translated to
+// catalogue indexes and back, computed once per (model, catalogue) pair in
+// the background so a request never builds a map.
+type binding struct {
+	m         *Model
+	annToCat  []int32 // ANN id (= IVF item) → catalogue index, -1 absent
+	catToIVF  []int32 // catalogue index → IVF item, -1 absent
+	retriever *retrieve.Retriever
+}
+
+func newBinding(m *Model, cat *catalog.Catalog) *binding {
+	b := &binding{m: m, annToCat: make([]int32, m.ivf.Len()), catToIVF: make([]int32, cat.Len())}
+	for i := range b.catToIVF {
+		b.catToIVF[i] = -1
+	}
+	for i := range b.annToCat {
+		c, ok := cat.Lookup(m.ivf.ID(int32(i)))
+		if !ok {
+			b.annToCat[i] = -1
+			continue
+		}
+		b.annToCat[i] = c
+		b.catToIVF[c] = int32(i)
+	}
+	return b
+}
+
+// view is everything a request reads, from one model set and one
+// catalogue, published with one atomic store: no request mixes versions.
+type view struct {
+	cat                    *catalog.Catalog
+	set                    *ModelSet
+	prod, canary, shadow   *binding
+	canaryWeight           float64
+	catalogBuilt, modelsAt time.Time
+}
+
+// arm names the experiment arm a user's requests go to.
+const (
+	ArmProduction = "production"
+	ArmCanary     = "canary"
+	ArmShadow     = "shadow"
+)
+
+// canaryHash maps a user to [0, 1) stably within a process and across
+// processes: a fixed FNV-1a, not maphash, so every serving instance routes a
+// user to the same arm.
+func canaryHash(user string) float64 {
+	h := fnv64(user)
+	// Finalize (splitmix64) so nearby ids spread evenly.
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return float64(h>>11) / (1 << 53)
+}
+
+// route picks the model for a user: the canary for a stable share of users,
+// else production.
+func (v *view) route(user string) (*binding, string) {
+	if v.canary != nil && v.canaryWeight > 0 && canaryHash(user) < v.canaryWeight {
+		return v.canary, ArmCanary
+	}
+	return v.prod, ArmProduction
+}
+
+// viewKeeper rebuilds the catalogue from the store and publishes views as
+// the catalogue or the models change.
+type viewKeeper struct {
+	store    *online.Store
+	models   *ModelManager
+	log      *slog.Logger
+	interval time.Duration
+	bind     func(*Model, *catalog.Catalog) (*binding, error)
+	cur      atomic.Pointer[view]
+	refresh  chan struct{}
+}
+
+func newViewKeeper(store *online.Store, models *ModelManager, log *slog.Logger, interval time.Duration, bind func(*Model, *catalog.Catalog) (*binding, error)) *viewKeeper {
+	k := &viewKeeper{store: store, models: models, log: log, interval: interval, bind: bind, refresh: make(chan struct{}, 1)}
+	k.cur.Store(&view{set: &ModelSet{}})
+	return k
+}
+
+// rebuildCatalog asks Run to rebuild the catalogue now (a snapshot flip).
+func (k *viewKeeper) rebuildCatalog() {
+	select {
+	case k.refresh <- struct{}{}:
+	default:
+	}
+}
+
+// build makes a view from a catalogue and the current model set, reusing
+// the bindings of prev that still apply.
+func (k *viewKeeper) build(cat *catalog.Catalog, set *ModelSet, prev *view) *view {
+	v := &view{cat: cat, set: set, catalogBuilt: cat.BuiltAt, modelsAt: time.Now(), canaryWeight: set.Aliases.CanaryWeight}
+	reuse := func(m *Model) *binding {
+		if m == nil {
+			return nil
+		}
+		if prev != nil && prev.cat == cat {
+			for _, b := range []*binding{prev.prod, prev.canary, prev.shadow} {
+				if b != nil && b.m == m {
+					return b
+				}
+			}
+		}
+		b, err := k.bind(m, cat)
+		if err != nil {
+			k.log.Error("serving: cannot bind a model to the catalogue; it is not served", "version", m.Version, "err", err)
+			return nil
+		}
+		return b
+	}
+	v.prod, v.canary, v.shadow = reuse(set.Production), reuse(set.Canary), reuse(set.Shadow)
+	return v
+}
+
+// loadCatalog builds a catalogue and publishes a view with it.
+func (k *viewKeeper) loadCatalog(ctx context.Context) error {
+	cat, err := catalog.Build(ctx, k.store, time.Now())
+	if err != nil {
+		return err
+	}
+	k.cur.Store(k.build(cat, k.models.Set(), k.cur.Load()))
+	return nil
+}
+
+// Run keeps the view current until ctx ends: a new model set is bound at
+// once, the catalogue is rebuilt every interval and on rebuildCatalog.
+func (k *viewKeeper) Run(ctx context.Context) {
+	t := time.NewTicker(k.interval)
+	defer t.Stop()
+	for {
+		changed := k.models.Changed()
+		if set := k.models.Set(); set != k.cur.Load().set {
+			if cur := k.cur.Load(); cur.cat != nil {
+				k.cur.Store(k.build(cur.cat, set, cur))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+			continue
+		case <-t.C:
+		case <-k.refresh:
+		}
+		if err := k.loadCatalog(ctx); err != nil && ctx.Err() == nil {
+			k.log.Warn("serving: catalogue rebuild failed; serving the previous one", "err", err)
+		}
+	}
+}
+
+// fnv64 is FNV-1a over s: fixed across processes and releases, unlike
+// maphash.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
