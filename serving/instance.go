@@ -89,6 +89,9 @@ func NewInstance(cfg config.Config, log *slog.Logger, o InstanceOptions) (*Insta
 		return nil, err
 	}
 	ac := admission.Config{MaxInFlight: cfg.Server.MaxInFlight, LatencySLO: cfg.Server.LatencySLO}
+	if q := cfg.Server.MaxQueue; q > 0 {
+		ac.MaxQueuedHigh, ac.MaxQueuedNormal, ac.MaxQueuedLow = q, max(q/2, 1), max(q/4, 1)
+	}
 	if o.Admission != nil {
 		ac = *o.Admission
 	}

@@ -127,9 +127,12 @@ type Server struct {
 	// reflection excepted). Set them from the environment
 	// (ADAPTREC_SERVER_AUTH_TOKENS, comma-separated), not a file in git.
 	AuthTokens []string `yaml:"auth_tokens"`
-	// MaxInFlight bounds concurrent Recommend calls; MaxQueue how many
-	// more may wait; LatencySLO the p99 above which low-priority requests
-	// are shed (admission control). 0 for MaxInFlight means 4×GOMAXPROCS.
+	// MaxInFlight bounds concurrent Recommend calls (0: 2×GOMAXPROCS);
+	// MaxQueue how many high-priority calls may wait for a slot, normal
+	// ones being refused at half of it and low ones at a quarter (0: 4, 2
+	// and 1 times MaxInFlight); LatencySLO the p99 above which low-priority
+	// calls that would wait are shed, normal ones above 1.5 times it
+	// (admission control, serving/admission).
 	MaxInFlight int           `yaml:"max_in_flight"`
 	MaxQueue    int           `yaml:"max_queue"`
 	LatencySLO  time.Duration `yaml:"latency_slo"`
@@ -232,7 +235,6 @@ func Default() Config {
 			IngestTimeout: 5 * time.Second,
 			Model:         "ranker",
 			ModelPoll:     30 * time.Second,
-			MaxQueue:      64,
 			LatencySLO:    10 * time.Millisecond,
 			Candidates:    500,
 			RankTimeout:   25 * time.Millisecond,
@@ -334,7 +336,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Server.MaxInFlight < 0 {
-		bad("server.max_in_flight", "must be >= 0 (0: 4×GOMAXPROCS), got %d", c.Server.MaxInFlight)
+		bad("server.max_in_flight", "must be >= 0 (0: 2×GOMAXPROCS), got %d", c.Server.MaxInFlight)
 	}
 	if c.Server.MaxQueue < 0 {
 		bad("server.max_queue", "must be >= 0, got %d", c.Server.MaxQueue)

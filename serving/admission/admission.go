@@ -19,6 +19,11 @@
 //     LatencySLO, Low requests are shed; above NormalLatencyLimit, Normal
 //     requests too. High requests are never shed for latency.
 //
+// Both rules apply only to a request that finds every slot taken: with a
+// slot free the server has room for it, and refusing it would turn a slow
+// answer (latency that comes from a dependency or a noisy neighbour, not
+// from queueing here) into an error.
+//
 // Refusals are errors that carry a gRPC status (status.Code and
 // status.Convert read it): ResourceExhausted for shedding, with a message
 // saying why and that the caller should retry with backoff, and
@@ -339,16 +344,20 @@ func (c *Controller) Acquire(ctx context.Context, p Priority) (release func(), e
 		return nil, c.ctxErr(ctx, p, 0)
 	}
 	c.mu.Lock()
-	if err := c.shedForLatency(p, start); err != nil {
-		c.mu.Unlock()
-		return nil, err
-	}
+	// A free slot is taken whatever the latency: with capacity to spare,
+	// refusing work cannot bring latency down (it comes from elsewhere: a
+	// slow dependency, a noisy neighbour), it only turns slow answers into
+	// errors. The rules shed only requests that would have to wait.
 	if c.inFlight < c.cfg.MaxInFlight {
 		c.inFlight++
 		c.mu.Unlock()
 		inFlightGauge.Inc()
 		c.wait[p].Observe(0)
 		return c.releaser(start), nil
+	}
+	if err := c.shedForLatency(p, start); err != nil {
+		c.mu.Unlock()
+		return nil, err
 	}
 	if ahead := c.ahead(p); ahead >= c.maxQueued[p] {
 		err := c.queueFull(p, ahead)

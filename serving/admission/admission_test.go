@@ -243,12 +243,48 @@ func TestShedsOnLatency(t *testing.T) {
 		clk.Advance(refresh)
 	}
 
+	// The rules shed only requests that would wait: hold every slot.
+	var held []func()
+	fill := func() {
+		t.Helper()
+		for l.InFlight() < 10 {
+			release, err := l.Acquire(t.Context(), High)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, release)
+		}
+	}
+	// waitsThenRuns checks that a request of p is queued, not shed, and
+	// runs once a held slot frees.
+	waitsThenRuns := func(p Priority) {
+		t.Helper()
+		got := make(chan error, 1)
+		go func() {
+			release, err := l.Acquire(t.Context(), p)
+			if err == nil {
+				release()
+			}
+			got <- err
+		}()
+		for l.Queued(p) == 0 {
+			runtime.Gosched()
+		}
+		held[0]()
+		held = held[1:]
+		if err := <-got; err != nil {
+			t.Fatalf("%s refused: %v", p, err)
+		}
+		fill()
+	}
+
 	// Slow, but too few requests to trust their p99.
 	observe(99, 50*time.Millisecond)
 	if _, ok := l.P99(); ok {
 		t.Fatal("p99 known from 99 latencies, MinSamples 100")
 	}
-	admit(Low)
+	fill()
+	waitsThenRuns(Low)
 	clk.Advance(time.Second + 100*time.Millisecond) // past the window and its last slot
 
 	// p99 of 15 ms: above the SLO, below Normal's limit.
@@ -259,8 +295,8 @@ func TestShedsOnLatency(t *testing.T) {
 	}
 	_, err := l.Acquire(t.Context(), Low)
 	wantRefused(t, err, codes.ResourceExhausted, ReasonLatency, "low-priority request shed", "> SLO 10.0 ms", "retry with backoff")
-	admit(Normal)
-	admit(High)
+	waitsThenRuns(Normal)
+	waitsThenRuns(High)
 
 	// p99 of 40 ms: Normal is shed too, High never.
 	observe(500, 40*time.Millisecond)
@@ -268,15 +304,25 @@ func TestShedsOnLatency(t *testing.T) {
 	wantRefused(t, err, codes.ResourceExhausted, ReasonLatency, "normal-priority request shed", "> normal-priority limit 20.0 ms")
 	_, err = l.Acquire(t.Context(), Low)
 	wantRefused(t, err, codes.ResourceExhausted, ReasonLatency)
-	admit(High)
+	waitsThenRuns(High)
+
+	// With a slot free, even Low runs: refusing work the server has room
+	// for cannot bring latency down.
+	held[0]()
+	held = held[1:]
+	admit(Low)
+	fill()
 
 	// Once the slow latencies leave the window, shedding stops.
 	clk.Advance(time.Second + 100*time.Millisecond)
 	if _, ok := l.P99(); ok {
 		t.Fatal("p99 still known a window after the last latencies")
 	}
-	admit(Low)
-	admit(Normal)
+	waitsThenRuns(Low)
+	waitsThenRuns(Normal)
+	for _, release := range held {
+		release()
+	}
 	if n := l.InFlight(); n != 0 {
 		t.Fatalf("InFlight %d at the end, want 0", n)
 	}
