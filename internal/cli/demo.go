@@ -335,8 +335,14 @@ func demoTrain(ctx context.Context, stderr io.Writer, cfg config.Config, h activ
 	var sum trainSummary
 	fmt.Fprintf(stderr, "==> training a first model on the history (training set, ranker, embeddings, indexes)\n")
 	var out bytes.Buffer
+	// The last two days of the history: enough impressions for the
+	// ranker, and a training set built in seconds rather than minutes.
+	from := h.End.Add(-48 * time.Hour)
+	if from.Before(h.Start) {
+		from = h.Start
+	}
 	o := trainOptions{
-		from: h.Start.Format(time.RFC3339), to: h.End.Format(time.RFC3339), model: cfg.Server.Model,
+		from: from.Format(time.RFC3339), to: h.End.Format(time.RFC3339), model: cfg.Server.Model,
 		actor: "adaptrec demo", reason: "demo: first model", asJSON: true, now: time.Now(),
 	}
 	// The trainer's defaults: flags registered, none set.
