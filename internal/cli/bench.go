@@ -47,6 +47,7 @@ line of stdout, with at least "bench" and the benchmark's measurements.`,
 	cmd.AddCommand(newBenchNearlineCmd(&asJSON, lookupTool))
 	cmd.AddCommand(newBenchANNCmd(&asJSON))
 	cmd.AddCommand(newBenchTrainCmd(&asJSON, lookupTool))
+	cmd.AddCommand(newBenchServingCmd(&asJSON, lookupTool))
 	return cmd
 }
 

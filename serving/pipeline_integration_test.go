@@ -1,0 +1,479 @@
+package serving_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/adaptrec/adaptrec/events"
+	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/config"
+	"github.com/adaptrec/adaptrec/internal/objstore"
+	"github.com/adaptrec/adaptrec/internal/servingworld"
+	"github.com/adaptrec/adaptrec/internal/testenv"
+	"github.com/adaptrec/adaptrec/registry"
+	"github.com/adaptrec/adaptrec/serving"
+	"github.com/adaptrec/adaptrec/serving/admission"
+	"github.com/adaptrec/adaptrec/trainer/ranker"
+)
+
+// served is a serving instance on a small world, over gRPC.
+type served struct {
+	t      *testing.T
+	env    *testenv.Env
+	cfg    config.Config
+	world  *servingworld.World
+	inst   *serving.Instance
+	client adaptrecv1.RecommendServiceClient
+	reg    *registry.Client
+	obj    *objstore.Store
+}
+
+func serve(t *testing.T, env *testenv.Env, o serving.InstanceOptions) *served {
+	t.Helper()
+	cfg := env.Config()
+	cfg.Features.File = "../features/features.yaml"
+	cfg.Server.ModelPoll = time.Second
+	ctx := t.Context()
+	w, err := servingworld.Build(ctx, cfg, servingworld.Options{Items: 2000, Users: 200, TrainRows: 20000, PairsPerUser: 10, Hidden: []int{16}, CacheDir: "-"}, func(s string) { t.Log(s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.Name == "" {
+		o.Name = "serving-test"
+	}
+	inst, err := serving.NewInstance(cfg, log, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = inst.Run(runCtx) }()
+	asyncDone := make(chan struct{})
+	go func() { defer close(asyncDone); inst.AsyncPublisher().Run(runCtx) }()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = inst.GRPC.Serve(lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		inst.GRPC.Stop()
+		stop()
+		<-done
+		<-asyncDone
+		inst.Close()
+	})
+	testenv.Eventually(t, time.Minute, func() error { return inst.Ready(ctx) })
+	obj, err := objstore.New(ctx, cfg.S3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, err := events.NewProducer(cfg.Kafka, events.ProducerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { producer.Close() })
+	return &served{t: t, env: env, cfg: cfg, world: w, inst: inst, client: adaptrecv1.NewRecommendServiceClient(conn),
+		reg: &registry.Client{Store: obj, Events: producer}, obj: obj}
+}
+
+func (s *served) recommend(ctx context.Context, u int, rng *rand.Rand, p adaptrecv1.Priority) (*adaptrecv1.RecommendResponse, error) {
+	req := s.world.Request(u, rng)
+	req.Priority = p
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return s.client.Recommend(ctx, req)
+}
+
+// variant registers a new version with the production version's artifacts
+// and its ranker's output layer negated (so it ranks differently), or, with
+// corrupt, then overwrites its ranker in S3 with garbage.
+func (s *served) variant(reason string, corrupt bool) string {
+	t, ctx := s.t, s.t.Context()
+	al, err := s.reg.Aliases(ctx, s.world.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.reg.Get(ctx, s.world.Model, al.Production)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := registry.RegisterRequest{Model: m.Model, Schema: m.Schema, TrainingSet: m.TrainingSet, CodeVersion: m.CodeVersion,
+		Parameters: map[string]string{"variant": reason}, Metrics: m.Metrics, Actor: "test", Reason: reason}
+	for _, f := range m.Artifacts {
+		b, err := s.reg.ReadArtifact(ctx, m, f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Role == registry.RoleRanker {
+			rk, err := ranker.ParseONNX(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out := &rk.Layers[len(rk.Layers)-1]
+			for i := range out.W {
+				out.W[i] = -out.W[i]
+			}
+			if b, err = rk.ExportONNX(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		req.Artifacts = append(req.Artifacts, registry.Artifact{Name: f.Name, Role: f.Role, Data: b})
+	}
+	v, err := s.reg.Register(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if corrupt {
+		key := registry.ArtifactKey(v.Model, v.Version, serving.ArtifactRanker)
+		if _, err := s.obj.Put(ctx, key, []byte("not an ONNX model"), objstore.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return v.Version
+}
+
+// setProductionBehindRegistry rewrites the aliases object so production
+// names version, without the registry's checks.
+func (s *served) setProductionBehindRegistry(version string) {
+	t, ctx := s.t, s.t.Context()
+	key := registry.AliasesKey(s.world.Model)
+	b, _, err := s.obj.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var al map[string]any
+	if err := json.Unmarshal(b, &al); err != nil {
+		t.Fatal(err)
+	}
+	al["previous"], al["production"] = al["production"], version
+	al["revision"] = al["revision"].(float64) + 1
+	if b, err = json.Marshal(al); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.obj.Put(ctx, key, b, objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *served) promote(version string) {
+	if _, err := s.reg.Apply(s.t.Context(), s.world.Model, registry.Change{Action: registry.ActionPromote, Version: version, Actor: "test"}); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// load sends requests from n goroutines until stop is closed and returns
+// every response's version and level per goroutine, in order, and the
+// errors.
+type loadResult struct {
+	mu       sync.Mutex
+	versions [][]string
+	levels   map[string]int
+	errs     []error
+	n        atomic.Int64
+	done     chan struct{}
+}
+
+func (s *served) load(ctx context.Context, n int, stop <-chan struct{}) *loadResult {
+	r := &loadResult{versions: make([][]string, n), levels: map[string]int{}, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := s.recommend(ctx, rng.IntN(len(s.world.UserIDs())), rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+				r.n.Add(1)
+				r.mu.Lock()
+				if err != nil {
+					r.errs = append(r.errs, err)
+				} else {
+					r.versions[g] = append(r.versions[g], resp.GetModelVersion())
+					r.levels[resp.GetDegradationLevel().String()]++
+				}
+				r.mu.Unlock()
+			}
+		}()
+	}
+	go func() { <-stop; wg.Wait(); close(r.done) }()
+	return r
+}
+
+func (r *loadResult) wait() { <-r.done }
+
+func TestPipelineServesAndSurvivesFailures(t *testing.T) {
+	env := testenv.NewWithOptions(t, testenv.Options{Components: []testenv.Component{testenv.Kafka, testenv.Redis, testenv.S3}, Persist: true})
+	// Admission is not under test here: a loaded test machine must not
+	// shed the load that drives the swap.
+	s := serve(t, env, serving.InstanceOptions{Admission: &admission.Config{MaxInFlight: 64, LatencySLO: time.Second}})
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(1, 2))
+	v1 := s.world.Version
+
+	t.Run("full", func(t *testing.T) {
+		for u := range 20 {
+			resp, err := s.recommend(ctx, u, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetModelVersion() != v1 || !modelRanked(resp) ||
+				resp.GetExperimentArm() != serving.ArmProduction || len(resp.GetItems()) != servingworld.NumItems {
+				t.Fatalf("user %d: version %s level %s arm %s, %d items; want %s ranked by the model, production, %d items",
+					u, resp.GetModelVersion(), resp.GetDegradationLevel(), resp.GetExperimentArm(), len(resp.GetItems()), v1, servingworld.NumItems)
+			}
+			seen := map[string]bool{}
+			for _, it := range resp.GetItems() {
+				i, ok := s.world.ItemIndex(it.GetItemId())
+				if !ok || s.world.Flagged(i) || seen[it.GetItemId()] {
+					t.Fatalf("user %d: item %s unknown, flagged or repeated", u, it.GetItemId())
+				}
+				seen[it.GetItemId()] = true
+			}
+		}
+		// Every response is recorded with the features it was ranked on.
+		testenv.Eventually(t, 30*time.Second, func() error {
+			for _, e := range testenv.TopicEvents(t, s.cfg.Kafka, events.TopicPredictions) {
+				p := e.GetPrediction()
+				if p.GetModelVersion() == v1 && len(p.GetItems()) == servingworld.NumItems && len(p.GetUserFeatures()) > 0 &&
+					len(p.GetItems()[0].GetFeatures()) > 0 && len(p.GetItems()[0].GetSources()) > 0 {
+					return nil
+				}
+			}
+			return fmt.Errorf("no PredictionEvent of %s with served features and sources yet", v1)
+		})
+	})
+
+	t.Run("hot swap under load", func(t *testing.T) {
+		v2 := s.variant("hot swap", false)
+		stop := make(chan struct{})
+		r := s.load(ctx, 4, stop)
+		time.Sleep(500 * time.Millisecond)
+		swapped := time.Now()
+		s.promote(v2)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			resp, err := s.recommend(ctx, 0, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil || resp.GetModelVersion() != v2 {
+				return fmt.Errorf("still %s (%v)", resp.GetModelVersion(), err)
+			}
+			return nil
+		})
+		t.Logf("swap to %s served %s after the promotion", v2, time.Since(swapped).Round(time.Millisecond))
+		time.Sleep(500 * time.Millisecond)
+		close(stop)
+		r.wait()
+		if len(r.errs) > 0 {
+			t.Fatalf("%d of %d requests failed during the swap, first: %v", len(r.errs), r.n.Load(), r.errs[0])
+		}
+		for g, vs := range r.versions {
+			// One instance swaps atomically: each client sees v1 until
+			// it sees v2, then only v2.
+			k := slices.Index(vs, v2)
+			if k < 0 || slices.ContainsFunc(vs[k:], func(v string) bool { return v != v2 }) || slices.ContainsFunc(vs[:k], func(v string) bool { return v != v1 }) {
+				t.Errorf("client %d saw versions out of order or unknown: %v", g, compact(vs))
+			}
+		}
+		t.Logf("%d requests during the swap, levels %v", r.n.Load(), r.levels)
+	})
+
+	t.Run("corrupt model refused", func(t *testing.T) {
+		bad := s.variant("corrupt", true)
+		// The registry refuses to promote a version whose artifact no
+		// longer matches its checksum; the alias is set behind its back,
+		// as a storage fault after a promotion would leave it.
+		if _, err := s.reg.Apply(ctx, s.world.Model, registry.Change{Action: registry.ActionPromote, Version: bad, Actor: "test"}); err == nil {
+			t.Fatal("the registry promoted a version with a corrupt ranker")
+		}
+		prod := s.inst.Models.Set().Production.Version
+		s.setProductionBehindRegistry(bad)
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			resp, err := s.recommend(ctx, rng.IntN(200), rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil {
+				t.Fatalf("a request failed while a corrupt version was promoted: %v", err)
+			}
+			if resp.GetModelVersion() == bad || resp.GetModelVersion() != prod || !modelRanked(resp) {
+				t.Fatalf("served %s at %s; want the last good version %s ranking", resp.GetModelVersion(), resp.GetDegradationLevel(), prod)
+			}
+		}
+		// Recovery: a good version is picked up.
+		s.promote(v1)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			resp, err := s.recommend(ctx, 1, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil || resp.GetModelVersion() != v1 {
+				return fmt.Errorf("serving %s (%v), want %s", resp.GetModelVersion(), err, v1)
+			}
+			return nil
+		})
+	})
+
+	t.Run("redis down", func(t *testing.T) {
+		s.env.StopComponent(testenv.Redis)
+		levels := map[string]int{}
+		for i := range 30 {
+			resp, err := s.recommend(ctx, i%200, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil {
+				t.Fatalf("request %d failed with Redis down: %v", i, err)
+			}
+			if len(resp.GetItems()) != servingworld.NumItems {
+				t.Fatalf("request %d: %d items", i, len(resp.GetItems()))
+			}
+			levels[resp.GetDegradationLevel().String()]++
+		}
+		if levels["DEGRADATION_LEVEL_STALE_FEATURES"] != 30 {
+			t.Errorf("levels with Redis down %v, want every response at STALE_FEATURES (user features defaulted)", levels)
+		}
+		s.env.StartComponent(testenv.Redis)
+		testenv.Eventually(t, 30*time.Second, func() error {
+			resp, err := s.recommend(ctx, 3, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil || resp.GetDegradationLevel() != adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_FULL {
+				return fmt.Errorf("level %s (%v) after Redis came back", resp.GetDegradationLevel(), err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("broker down", func(t *testing.T) {
+		s.env.StopComponent(testenv.Kafka)
+		for i := range 50 {
+			start := time.Now()
+			resp, err := s.recommend(ctx, i%200, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil {
+				t.Fatalf("request %d failed with the broker down: %v", i, err)
+			}
+			if !modelRanked(resp) {
+				t.Errorf("request %d at %s with the broker down; predictions are buffered, ranking is unaffected", i, resp.GetDegradationLevel())
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Fatalf("request %d took %s with the broker down: publishing must not block serving", i, d)
+			}
+		}
+		s.env.StartComponent(testenv.Kafka)
+	})
+}
+
+// modelRanked reports whether the model ranked the response: FULL, or
+// STALE_FEATURES when a user read missed its 2 ms deadline on a loaded
+// test machine.
+func modelRanked(resp *adaptrecv1.RecommendResponse) bool {
+	switch resp.GetDegradationLevel() {
+	case adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_FULL, adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_STALE_FEATURES:
+		return true
+	}
+	return false
+}
+
+func compact(vs []string) []string {
+	var out []string
+	for i, v := range vs {
+		if i == 0 || v != vs[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func TestOverloadShedsLowPriorityFirst(t *testing.T) {
+	env := testenv.New(t, testenv.Kafka, testenv.Redis, testenv.S3)
+	const slo = 200 * time.Millisecond
+	s := serve(t, env, serving.InstanceOptions{Admission: &admission.Config{MaxInFlight: 2, LatencySLO: slo}})
+	ctx := t.Context()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var lowShed, lowOK, lowOther atomic.Int64
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 3))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := s.recommend(ctx, rng.IntN(200), rng, adaptrecv1.Priority_PRIORITY_LOW)
+				switch status.Code(err) {
+				case codes.OK:
+					lowOK.Add(1)
+				case codes.ResourceExhausted:
+					lowShed.Add(1)
+				default:
+					lowOther.Add(1)
+				}
+			}
+		}()
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	var high []time.Duration
+	for range 200 {
+		start := time.Now()
+		if _, err := s.recommend(ctx, rng.IntN(200), rng, adaptrecv1.Priority_PRIORITY_HIGH); err != nil {
+			t.Fatalf("a high-priority request failed under overload: %v", err)
+		}
+		high = append(high, time.Since(start))
+	}
+	close(stop)
+	wg.Wait()
+	sort.Slice(high, func(i, j int) bool { return high[i] < high[j] })
+	p99 := high[len(high)*99/100]
+	t.Logf("low priority: %d served, %d shed, %d other errors; high priority p99 %s over %d requests", lowOK.Load(), lowShed.Load(), lowOther.Load(), p99, len(high))
+	if lowShed.Load() == 0 {
+		t.Error("no low-priority request was shed under overload")
+	}
+	if lowOther.Load() > 0 {
+		t.Errorf("%d low-priority requests failed with another code than RESOURCE_EXHAUSTED", lowOther.Load())
+	}
+	if p99 > slo {
+		t.Errorf("high-priority p99 %s exceeds the SLO %s", p99, slo)
+	}
+}
+
+func TestRankingCascadeFallsBackToTheGoRanker(t *testing.T) {
+	env := testenv.New(t, testenv.Kafka, testenv.Redis, testenv.S3)
+	// An ONNX budget no call can meet: every request times out of ONNX
+	// Runtime and the Go forward pass of the same model answers.
+	s := serve(t, env, serving.InstanceOptions{
+		Pipeline:  &serving.PipelineConfig{RankTimeout: time.Nanosecond},
+		Admission: &admission.Config{MaxInFlight: 64, LatencySLO: time.Second},
+	})
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := range 30 {
+		resp, err := s.recommend(t.Context(), i%200, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+		if err != nil {
+			t.Fatalf("request %d failed with ONNX Runtime timing out: %v", i, err)
+		}
+		if resp.GetDegradationLevel() != adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_SIMPLE_RANKING ||
+			resp.GetModelVersion() != s.world.Version || len(resp.GetItems()) != servingworld.NumItems {
+			t.Fatalf("request %d: %s by %s with %d items; want SIMPLE_RANKING by %s with %d",
+				i, resp.GetDegradationLevel(), resp.GetModelVersion(), len(resp.GetItems()), s.world.Version, servingworld.NumItems)
+		}
+	}
+}
