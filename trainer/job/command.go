@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/adaptrec/adaptrec/features/offline"
 	"github.com/adaptrec/adaptrec/internal/config"
 )
 
@@ -91,9 +92,23 @@ func ParseEvent(line string) (Event, bool) {
 //	Path Args... --input <uri of input.json> --output <uri of the folder> --params <params JSON>
 //
 // forwards the program's progress lines, and when it exits with status 0
-// checks the layout it wrote (CheckLayout) and that it is this job's. The
-// program reads the training set and the event log from Input.Store itself,
-// so Input.Data is refused.
+// completes and checks the layout it wrote. The program reads the training
+// set and the event log from Input.Store itself, so Input.Data is refused.
+//
+// A program must write ranker.onnx, items.ivf and metadata.json; items.ann
+// and covisit.bin are serving indexes derived from the embeddings and the
+// event log, which a GPU trainer should not have to reimplement. When the
+// program's metadata (format 1, or format 2) lists neither or only one of
+// them, Command derives the missing ones exactly as GoTrainer builds them —
+// items.ann from items.ivf's vectors, covisit.bin from the positives of the
+// job's event range read from Store — after checking that items.ivf is the
+// one the metadata lists, that the program's embeddings read the job's
+// event range and counted its positives, and that those positives name
+// items.ivf's items; it then rewrites metadata.json as format
+// MetadataFormat with their sections marked BuiltByRunner, reporting the
+// ann, covisit and write stages through Progress. A program that writes the
+// whole layout is left untouched. Either way the result must pass
+// CheckLayout and be this job's.
 type Command struct {
 	// Path is the program; Args come before the protocol's flags.
 	Path string
@@ -104,7 +119,13 @@ type Command struct {
 	// credentials to open the s3:// URIs with, as ADAPTREC_S3_ENDPOINT,
 	// _REGION, _ACCESS_KEY_ID, _SECRET_ACCESS_KEY and _USE_PATH_STYLE.
 	S3 *config.S3
-	// Progress, when set, receives the program's progress lines.
+	// Store, when set, is the store Input.Store names, from which Command
+	// reads the training set's manifest and the job's positives to derive
+	// covisit.bin; nil opens Input.Store (s3://) through S3. It is opened
+	// only when the program did not write covisit.bin.
+	Store offline.Store
+	// Progress, when set, receives the program's progress lines, then
+	// Command's own stages when it derives artifacts.
 	Progress func(Progress)
 	// Log receives every other line of its stdout and stderr; discarded
 	// when nil.
@@ -181,13 +202,21 @@ func (c *Command) Train(ctx context.Context, in Input, out Dir) (*Layout, error)
 		}
 		return nil, fmt.Errorf("external trainer %s: %w: %s", name, err, why)
 	}
-	l, err := CheckLayout(ctx, out)
-	if err != nil {
+	report := func(p Progress) {
+		if c.Progress != nil {
+			p.Elapsed = time.Since(r.start)
+			c.Progress(p)
+		}
+	}
+	if err := c.complete(ctx, in, out, report); err != nil {
 		return nil, fmt.Errorf("external trainer %s exited 0 but: %w", name, err)
 	}
-	if l.Metadata.JobID != in.JobID || l.Metadata.TrainingSet != in.TrainingSet {
-		return nil, fmt.Errorf("%w: %s: external trainer %s wrote job %s on training set %s, not job %s on %s",
-			ErrInvalidLayout, l.URI, name, l.Metadata.JobID, l.Metadata.TrainingSet, in.JobID, in.TrainingSet)
+	l, err := CheckLayout(ctx, out)
+	if err == nil {
+		err = sameJob(l.URI, l.Metadata, in)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("external trainer %s exited 0 but: %w", name, err)
 	}
 	l.Files[InputFile] = inputJSON
 	return l, nil

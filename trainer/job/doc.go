@@ -15,8 +15,9 @@
 // Command runs a configured external program (a GPU host's PyTorch script,
 // a container launcher) with --input <uri of input.json> --output <uri of
 // the output folder> --params <json>, reads its progress from JSON lines on
-// stdout and stderr, and after it exits checks that it wrote the same
-// layout (CheckLayout). RunCommand is the protocol's reference
+// stdout and stderr, and after it exits completes the layout it wrote
+// (deriving items.ann and covisit.bin when it lacks them, see below) and
+// checks it (CheckLayout). RunCommand is the protocol's reference
 // implementation on the program's side: it runs GoTrainer, and
 // `adaptrec train job` exposes it.
 //
@@ -46,10 +47,31 @@
 //
 // A folder without metadata.json is an unfinished job. CheckLayout reads a
 // finished one back and refuses anything that disagrees with its metadata,
-// or an items.ann or covisit.bin that disagrees with items.ivf. An
-// external trainer writes all four artifacts: items.ann and covisit.bin
-// are serving/ann's and serving/covisit's artifact formats, which
-// `adaptrec train job` (RunCommand) produces.
+// or an items.ann or covisit.bin that disagrees with items.ivf.
+//
+// # What an external trainer writes, and what the runner derives
+//
+// An external program must write ranker.onnx (trainer/ranker's graph,
+// standardization clipped to ±ranker.ClipZ by a Clip node, and its
+// metadata keys), items.ivf and metadata.json, format 1 or 2, listing
+// those two artifacts with their sizes and SHA-256 and filling every
+// section but ann and covisit: split (its cutoff), and embeddings (the
+// event range read, its positives, items and dims). items.ann and
+// covisit.bin are serving indexes over what it already produced, so it
+// may leave them out (trainer/reference/ranker.py does). When either is
+// missing, Command derives it in Go exactly as GoTrainer builds it, with
+// the job's parameters and seed: items.ann from items.ivf's vectors,
+// covisit.bin from the positives of the job's event range, read from the
+// store. It first checks that items.ivf has the listed bytes and loads,
+// that the embeddings' range is the job's (the input's events up to the
+// split's cutoff), that they counted the same positives, and that those
+// positives name exactly items.ivf's items; any disagreement refuses the
+// layout (ErrInvalidLayout) and nothing is written. It then writes the
+// derived artifacts and rewrites metadata.json as format 2 with their
+// sections, marked "built_by": "runner" (BuiltByRunner), their parameters
+// and timings, keeping every field the program wrote. A program that
+// writes the whole format-2 layout, as RunCommand does, is left
+// untouched.
 //
 // # Progress protocol
 //
@@ -62,5 +84,7 @@
 //
 // Stages are those of the Stage constants; step and steps count within a
 // stage. Any other line is the program's log and is passed through. The
-// exit status decides success; "error" only carries the reason.
+// exit status decides success; "error" only carries the reason. When
+// Command derives artifacts, its own ann, covisit and write stages follow
+// the program's on Command.Progress.
 package job

@@ -195,13 +195,13 @@ func (g *GoTrainer) Train(ctx context.Context, in Input, out Dir) (*Layout, erro
 	if err != nil {
 		return nil, err
 	}
-	annIndex, annMD, err := g.annIndex(ctx, in.Params, items, report)
+	annIndex, annMD, err := g.annIndex(ctx, in.Params, items.model.ItemFactors, items.model.Items, items.model.Dims, report)
 	if err != nil {
 		return nil, err
 	}
 	timed("ann")
 	items.model = nil // the ANN index holds its own copy of the vectors
-	table, covMD, err := g.covisitTable(ctx, in.Params, items, report)
+	table, covMD, err := g.covisitTable(ctx, in.Params, items.visits, items.index.Len(), report)
 	if err != nil {
 		return nil, err
 	}
@@ -369,66 +369,100 @@ type itemModels struct {
 	visits []covisit.Interaction
 }
 
-// embeddings reads the positives before the cutoff, trains ALS and builds
-// the item index.
-func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest, cutoff time.Time,
-	report func(Progress), timed func(string)) (*itemModels, error) {
-	p := in.Params.Embeddings
-	e := Embeddings{Topic: in.Events.Topic, From: in.Events.From, To: in.Events.To}
+// eventRange resolves the event range the embeddings' positives come from:
+// the Input's, with From defaulting to DefaultEmbeddingLookback before the
+// training set's first example (trainingFrom) and To cut to the split's
+// cutoff, so nothing at or after the first validation example is read.
+// Command resolves it the same way to check the range an external program
+// recorded.
+func eventRange(in Input, trainingFrom, cutoff time.Time) (Embeddings, error) {
+	e := Embeddings{Topic: cmp.Or(in.Events.Topic, events.TopicInteractions), From: in.Events.From, To: in.Events.To}
 	if e.From.IsZero() {
-		e.From = m.From.Add(-DefaultEmbeddingLookback)
+		e.From = trainingFrom.Add(-DefaultEmbeddingLookback)
 	}
 	if e.To.IsZero() || e.To.After(cutoff) {
 		e.To = cutoff
 	}
 	if !e.From.Before(e.To) {
-		return nil, fmt.Errorf("embeddings: events from %s to the cutoff %s: an empty range", e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))
+		return Embeddings{}, fmt.Errorf("embeddings: events from %s to the cutoff %s: an empty range", e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))
 	}
-	report(Progress{Stage: StageEmbeddings, Message: fmt.Sprintf("reading positives of %s in [%s, %s)", in.Events.Topic, e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))})
-	type pair struct{ user, item int32 }
-	users, items := map[string]int32{}, map[string]int32{}
+	return e, nil
+}
+
+// positiveSet holds the positives of an event range. Users and items are
+// numbered in the order first seen; sortedIDs turns that into id order.
+type positiveSet struct {
+	users, items map[string]int32
+	// strength sums the weights of each user–item pair.
+	strength map[[2]int32]float64
+	// visits are the positives, one per event, in the order read: what
+	// the co-visitation table learns from.
+	visits []covisit.Interaction
+}
+
+// readPositives reads the events of e's range from src and keeps those
+// whose action has a weight and that name a user and an item, counting
+// e.EventsRead and e.Positives. The embeddings (GoTrainer) and the
+// co-visitation table (GoTrainer, and Command for a program that did not
+// build one) both learn from exactly this set.
+func readPositives(ctx context.Context, src eventlog.Source, e *Embeddings, weights map[string]float64) (*positiveSet, error) {
+	s := &positiveSet{users: map[string]int32{}, items: map[string]int32{}, strength: map[[2]int32]float64{}}
 	// names hold one copy of every id, which the co-visitation
 	// interactions share.
 	var userNames, itemNames []string
-	id := func(m map[string]int32, names *[]string, s string) int32 {
-		v, ok := m[s]
+	id := func(m map[string]int32, names *[]string, v string) int32 {
+		k, ok := m[v]
 		if !ok {
-			v = int32(len(m))
-			s = strings.Clone(s)
-			m[s] = v
-			*names = append(*names, s)
+			k = int32(len(m))
+			v = strings.Clone(v)
+			m[v] = k
+			*names = append(*names, v)
 		}
-		return v
+		return k
 	}
-	strength := map[pair]float64{}
-	var visits []covisit.Interaction
-	weights := p.Weights
-	err := eventlog.Scan(ctx, g.Store, e.Topic, e.From, e.To, func(r *eventlog.Row) error {
+	err := eventlog.Scan(ctx, src, e.Topic, e.From, e.To, func(r *eventlog.Row) error {
 		e.EventsRead++
 		w, ok := weights[r.Action]
 		if !ok || r.UserID == "" || r.ItemID == "" {
 			return nil
 		}
 		e.Positives++
-		u, i := id(users, &userNames, r.UserID), id(items, &itemNames, r.ItemID)
-		strength[pair{u, i}] += w
-		visits = append(visits, covisit.Interaction{User: userNames[u], Item: itemNames[i], Time: r.EventTime, Weight: float32(w)})
+		u, i := id(s.users, &userNames, r.UserID), id(s.items, &itemNames, r.ItemID)
+		s.strength[[2]int32{u, i}] += w
+		s.visits = append(s.visits, covisit.Interaction{User: userNames[u], Item: itemNames[i], Time: r.EventTime, Weight: float32(w)})
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("embeddings: read %s: %w", in.Events.Topic, err)
+		return nil, fmt.Errorf("embeddings: read %s: %w", e.Topic, err)
 	}
-	if len(strength) == 0 {
+	if len(s.strength) == 0 {
 		return nil, fmt.Errorf("embeddings: no positive interactions (%s) in %d events of %s in [%s, %s)",
 			strings.Join(slices.Sorted(maps.Keys(weights)), ", "), e.EventsRead, e.Topic, e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))
 	}
+	return s, nil
+}
+
+// embeddings reads the positives before the cutoff, trains ALS and builds
+// the item index.
+func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest, cutoff time.Time,
+	report func(Progress), timed func(string)) (*itemModels, error) {
+	p := in.Params.Embeddings
+	e, err := eventRange(in, m.From, cutoff)
+	if err != nil {
+		return nil, err
+	}
+	report(Progress{Stage: StageEmbeddings, Message: fmt.Sprintf("reading positives of %s in [%s, %s)", e.Topic, e.From.Format(time.RFC3339), e.To.Format(time.RFC3339))})
+	pos, err := readPositives(ctx, g.Store, &e, p.Weights)
+	if err != nil {
+		return nil, err
+	}
 	// Dense indexes in id order, interactions in (user, item) order: the
 	// result does not depend on the order the log was read in.
-	userIDs, userOf := sortedIDs(users)
-	itemIDs, itemOf := sortedIDs(items)
-	data := make([]retrieval.Interaction, 0, len(strength))
-	for k, s := range strength {
-		data = append(data, retrieval.Interaction{User: userOf[k.user], Item: itemOf[k.item], Strength: float32(s)})
+	userIDs, userOf := sortedIDs(pos.users)
+	itemIDs, itemOf := sortedIDs(pos.items)
+	data := make([]retrieval.Interaction, 0, len(pos.strength))
+	for k, s := range pos.strength {
+		data = append(data, retrieval.Interaction{User: userOf[k[0]], Item: itemOf[k[1]], Strength: float32(s)})
 	}
 	slices.SortFunc(data, func(a, b retrieval.Interaction) int {
 		return cmp.Or(cmp.Compare(a.User, b.User), cmp.Compare(a.Item, b.Item))
@@ -454,23 +488,25 @@ func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest
 	e.Dims, e.Lists, e.NProbe = index.Dims(), index.Lists(), index.NProbe()
 	report(Progress{Stage: StageIndex, Message: fmt.Sprintf("IVF index: %d items of %d dims in %d lists, nprobe %d", index.Len(), index.Dims(), index.Lists(), index.NProbe())})
 	timed("index")
-	return &itemModels{meta: e, model: model, index: index, visits: visits}, nil
+	return &itemModels{meta: e, model: model, index: index, visits: pos.visits}, nil
 }
 
-// annIndex builds the HNSW index over the ALS item vectors. Its ids are
-// the item indexes of the IVF index, which numbers the items as the model
-// does, so serving maps a hit through items.ivf's id table.
-func (g *GoTrainer) annIndex(ctx context.Context, p Params, items *itemModels, report func(Progress)) (*ann.Index, ANNIndex, error) {
-	m := items.model
+// annIndex builds the HNSW index over the ALS item vectors: items rows of
+// dims values, row i the vector of the IVF index's item i. Its ids are
+// those item indexes, so serving maps a hit through items.ivf's id table.
+// GoTrainer passes the model's factors, Command the vectors it reads back
+// from an external program's items.ivf; the same vectors, parameters and
+// seed give the same bytes.
+func (g *GoTrainer) annIndex(ctx context.Context, p Params, vectors []float32, items, dims int, report func(Progress)) (*ann.Index, ANNIndex, error) {
 	cfg := p.ANN.config(p.Seed, g.Workers)
 	report(Progress{Stage: StageANN, Message: fmt.Sprintf("building the HNSW index over %d items of %d dims (M %d, efConstruction %d)",
-		m.Items, m.Dims, cfg.M, cfg.EfConstruction)})
+		items, dims, cfg.M, cfg.EfConstruction)})
 	start := time.Now()
-	ids := make([]int32, m.Items)
+	ids := make([]int32, items)
 	for i := range ids {
 		ids[i] = int32(i)
 	}
-	x, err := ann.Build(ctx, ids, m.ItemFactors, m.Dims, cfg)
+	x, err := ann.Build(ctx, ids, vectors, dims, cfg)
 	if err != nil {
 		return nil, ANNIndex{}, fmt.Errorf("ann index: %w", err)
 	}
@@ -482,19 +518,22 @@ func (g *GoTrainer) annIndex(ctx context.Context, p Params, items *itemModels, r
 }
 
 // covisitTable builds the co-visitation table from the embeddings'
-// positives. Its items are the IVF index's, in the same (id) order.
-func (g *GoTrainer) covisitTable(ctx context.Context, p Params, items *itemModels, report func(Progress)) (*covisit.Table, CovisitTable, error) {
+// positives (visits). Its items are the IVF index's (items of them), in
+// the same (id) order, as both number the items with a positive in id
+// order.
+func (g *GoTrainer) covisitTable(ctx context.Context, p Params, visits []covisit.Interaction, items int, report func(Progress)) (*covisit.Table, CovisitTable, error) {
 	cfg := p.Covisit.config(g.Workers)
 	report(Progress{Stage: StageCovisit, Message: fmt.Sprintf("co-visitation table from %d positives (window %s, %d neighbours per item)",
-		len(items.visits), cfg.Window, cfg.Neighbours)})
-	t, err := covisit.Build(ctx, items.visits, cfg)
+		len(visits), cfg.Window, cfg.Neighbours)})
+	t, err := covisit.Build(ctx, visits, cfg)
 	if err != nil {
 		return nil, CovisitTable{}, fmt.Errorf("co-visitation table: %w", err)
 	}
-	if t.Len() != items.index.Len() {
-		// Both number the items with a positive in id order; a mismatch
-		// is a bug, and serving would map indexes to the wrong items.
-		return nil, CovisitTable{}, fmt.Errorf("co-visitation table: %d items, the IVF index %d", t.Len(), items.index.Len())
+	if t.Len() != items {
+		// The callers check the positives name the index's items; a
+		// mismatch here is a bug, and serving would map indexes to the
+		// wrong items.
+		return nil, CovisitTable{}, fmt.Errorf("co-visitation table: %d items, the IVF index %d", t.Len(), items)
 	}
 	md := CovisitTable{Items: t.Len(), Edges: int64(t.Edges())}
 	for i := range int32(t.Len()) {

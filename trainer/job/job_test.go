@@ -3,14 +3,20 @@ package job_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"maps"
 	"math"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,8 +47,27 @@ import (
 
 // programEnv makes the test binary act as an external trainer: "go" runs
 // job.RunCommand, "fail" reports an error and exits 3, "nothing" exits 0
-// without writing anything.
+// without writing anything, "layout" copies a finished layout the way a
+// program that builds no serving indexes would write it (copyLayout).
 const programEnv = "JOBTEST_PROGRAM"
+
+// Settings of the "layout" program, in its environment.
+const (
+	// layoutFromEnv is the folder of a finished Go layout to copy.
+	layoutFromEnv = "JOBTEST_FROM"
+	// layoutFormatEnv is the metadata format written (1 or 2).
+	layoutFormatEnv = "JOBTEST_FORMAT"
+	// layoutDropEnv lists the artifacts left out, comma-separated, with
+	// their metadata sections.
+	layoutDropEnv = "JOBTEST_DROP"
+	// layoutCorruptEnv names an artifact whose last byte is flipped, its
+	// size and SHA-256 in the metadata following, so only the artifact's
+	// own checksum can catch it.
+	layoutCorruptEnv = "JOBTEST_CORRUPT"
+	// layoutEventsFromEnv, when set, replaces embeddings.from: the program
+	// claims to have read another event range.
+	layoutEventsFromEnv = "JOBTEST_EVENTS_FROM"
+)
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(programEnv); mode != "" {
@@ -74,8 +99,103 @@ func program(mode string) int {
 	case "nothing":
 		os.Stdout.Write(job.FormatEvent(job.Event{Event: job.EventDone}))
 		return 0
+	case "layout":
+		if err := copyLayout(ctx, os.Args[1:]); err != nil {
+			os.Stdout.Write(job.FormatEvent(job.Event{Event: job.EventError, Message: err.Error()}))
+			return 1
+		}
+		return 0
 	}
 	return 2
+}
+
+// copyLayout is an external trainer that trains nothing: it copies the
+// layout in $JOBTEST_FROM into --output as this job's (the job id of
+// --input), keeping only the artifacts and metadata sections a program
+// that builds no serving indexes writes (see the layout*Env settings), as
+// trainer/reference/ranker.py does.
+func copyLayout(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("layout", flag.ContinueOnError)
+	input := fs.String("input", "", "")
+	output := fs.String("output", "", "")
+	fs.String("params", "", "")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	u, err := url.Parse(*input)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(u.Path)
+	if err != nil {
+		return err
+	}
+	in, err := job.DecodeInput(b)
+	if err != nil {
+		return err
+	}
+	from := os.Getenv(layoutFromEnv)
+	b, err = os.ReadFile(filepath.Join(from, job.MetadataFile))
+	if err != nil {
+		return err
+	}
+	var md map[string]any
+	if err := json.Unmarshal(b, &md); err != nil {
+		return err
+	}
+	format, err := strconv.Atoi(os.Getenv(layoutFormatEnv))
+	if err != nil {
+		return fmt.Errorf("%s: %w", layoutFormatEnv, err)
+	}
+	md["format"], md["job_id"] = format, in.JobID
+	drop := strings.Split(os.Getenv(layoutDropEnv), ",")
+	params := md["params"].(map[string]any)
+	if slices.Contains(drop, job.ANNFile) {
+		delete(md, "ann")
+		delete(params, "ann")
+	}
+	if slices.Contains(drop, job.CovisitFile) {
+		delete(md, "covisit")
+		delete(params, "covisit")
+	}
+	if v := os.Getenv(layoutEventsFromEnv); v != "" {
+		md["embeddings"].(map[string]any)["from"] = v
+	}
+	out, err := job.OpenDir(ctx, *output, config.S3{})
+	if err != nil {
+		return err
+	}
+	var kept []any
+	for _, a := range md["artifacts"].([]any) {
+		a := a.(map[string]any)
+		name := a["name"].(string)
+		if slices.Contains(drop, name) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			return err
+		}
+		if name == os.Getenv(layoutCorruptEnv) {
+			data[len(data)-1] ^= 0xff
+			sum := sha256.Sum256(data)
+			a["sha256"] = hex.EncodeToString(sum[:])
+		}
+		if err := out.Put(ctx, name, data); err != nil {
+			return err
+		}
+		kept = append(kept, a)
+	}
+	md["artifacts"] = kept
+	if b, err = json.MarshalIndent(md, "", "  "); err != nil {
+		return err
+	}
+	if err := out.Put(ctx, job.MetadataFile, b); err != nil {
+		return err
+	}
+	os.Stdout.Write(job.FormatEvent(job.Event{Event: job.EventProgress, Stage: job.StageWrite, Message: "wrote " + out.URI("")}))
+	os.Stdout.Write(job.FormatEvent(job.Event{Event: job.EventDone, Metadata: out.URI(job.MetadataFile)}))
+	return nil
 }
 
 // script writes a shell script that runs this test binary as an external
@@ -445,6 +565,11 @@ func TestTrainingJobs(t *testing.T) {
 		if ext.URI != f.store.URI("training-jobs/job-ext/") || ext.Metadata.JobID != "job-ext" || len(ext.Files[job.InputFile]) == 0 {
 			t.Errorf("layout %s, metadata %+v", ext.URI, ext.Metadata)
 		}
+		// A whole layout is the program's: nothing derived, nothing
+		// rewritten.
+		if ext.Metadata.ANN.BuiltBy != "" || ext.Metadata.Covisit.BuiltBy != "" {
+			t.Errorf("the runner rebuilt a whole layout's indexes: ann %+v, covisit %+v", ext.Metadata.ANN, ext.Metadata.Covisit)
+		}
 		var epochs int
 		for _, p := range progress {
 			if p.Stage == job.StageRanker && p.Steps == 5 && p.Metrics["loss"] > 0 && p.Elapsed > 0 {
@@ -477,6 +602,97 @@ func TestTrainingJobs(t *testing.T) {
 		}
 	})
 
+	t.Run("external command without the serving indexes", func(t *testing.T) {
+		program := script(t, "layout")
+		run := func(t *testing.T, id string, c *job.Command, env ...string) (*job.Layout, job.LocalDir, []job.Stage, error) {
+			t.Helper()
+			var stages []job.Stage
+			c.Path, c.Env = program, append([]string{layoutFromEnv + "=" + string(dir)}, env...)
+			c.Progress = func(p job.Progress) {
+				if len(stages) == 0 || stages[len(stages)-1] != p.Stage {
+					stages = append(stages, p.Stage)
+				}
+			}
+			out := job.LocalDir(t.TempDir())
+			l, err := c.Train(ctx, f.input(id, 7), out)
+			return l, out, stages, err
+		}
+
+		t.Run("format 1: both derived", func(t *testing.T) {
+			got, out, stages, err := run(t, "job-f1", &job.Command{S3: &f.cfg.S3}, layoutFormatEnv+"=1", layoutDropEnv+"=items.ann,covisit.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []job.Stage{job.StageWrite, job.StageANN, job.StageCovisit, job.StageWrite}; !slices.Equal(stages, want) {
+				t.Errorf("progress stages %v, want the program's write, then the runner's %v", stages, want[1:])
+			}
+			// Derived as the Go trainer builds them: the same bytes as
+			// its in-process run on the same job.
+			for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile} {
+				if !bytes.Equal(got.Files[name], l.Files[name]) {
+					t.Errorf("%s differs from the Go trainer's", name)
+				}
+			}
+			m := got.Metadata
+			wantANN, wantCov := md.ANN, md.Covisit
+			wantANN.BuiltBy, wantCov.BuiltBy = job.BuiltByRunner, job.BuiltByRunner
+			if m.Format != job.MetadataFormat || m.JobID != "job-f1" || m.ANN != wantANN || m.Covisit != wantCov ||
+				len(m.Artifacts) != 4 || m.Params.ANN != md.Params.ANN || m.Params.Covisit != md.Params.Covisit {
+				t.Errorf("metadata %+v, want format %d with ann %+v and covisit %+v", m, job.MetadataFormat, wantANN, wantCov)
+			}
+			if _, ok := m.Timings["covisit"]; !ok || m.Timings["ranker"] != md.Timings["ranker"] {
+				t.Errorf("timings %v: want the runner's covisit and the program's ranker (%v)", m.Timings, md.Timings["ranker"])
+			}
+			// What is on disk is what Train returned, and reads back.
+			back, err := job.CheckLayout(ctx, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(back.Files[job.MetadataFile], got.Files[job.MetadataFile]) {
+				t.Error("metadata.json on disk differs from the returned layout's")
+			}
+		})
+
+		t.Run("format 2 without covisit.bin: only that derived", func(t *testing.T) {
+			got, _, stages, err := run(t, "job-f2", &job.Command{Store: f.store}, layoutFormatEnv+"=2", layoutDropEnv+"=covisit.bin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []job.Stage{job.StageWrite, job.StageCovisit, job.StageWrite}; !slices.Equal(stages, want) {
+				t.Errorf("progress stages %v, want %v", stages, want)
+			}
+			if m := got.Metadata; m.ANN != md.ANN || m.Covisit.BuiltBy != job.BuiltByRunner || !bytes.Equal(got.Files[job.ANNFile], l.Files[job.ANNFile]) ||
+				!bytes.Equal(got.Files[job.CovisitFile], l.Files[job.CovisitFile]) {
+				t.Errorf("the program's items.ann must stay its own and covisit.bin be derived: ann %+v, covisit %+v", m.ANN, m.Covisit)
+			}
+		})
+
+		for _, tc := range []struct {
+			name string
+			env  []string
+			want string
+		}{
+			{"corrupt items.ivf", []string{layoutCorruptEnv + "=" + job.IndexFile}, "items.ivf: retrieval: corrupt index artifact"},
+			{"another event range", []string{layoutEventsFromEnv + "=" + md.Embeddings.From.Add(time.Hour).Format(time.RFC3339)},
+				"but the job's event range is " + events.TopicInteractions + " in [" + md.Embeddings.From.Format(time.RFC3339)},
+		} {
+			t.Run("refused: "+tc.name, func(t *testing.T) {
+				env := append([]string{layoutFormatEnv + "=1", layoutDropEnv + "=items.ann,covisit.bin"}, tc.env...)
+				_, out, _, err := run(t, "job-bad", &job.Command{Store: f.store}, env...)
+				if !errors.Is(err, job.ErrInvalidLayout) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "exited 0 but") {
+					t.Fatalf("Train: %v, want %q", err, tc.want)
+				}
+				// Nothing derived, the program's metadata left as it was.
+				if _, err := os.Stat(filepath.Join(string(out), job.ANNFile)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s was written: %v", job.ANNFile, err)
+				}
+				if _, err := job.CheckLayout(ctx, out); err == nil || !strings.Contains(err.Error(), "format 1") {
+					t.Errorf("the program's format-1 metadata was rewritten: %v", err)
+				}
+			})
+		}
+	})
+
 	t.Run("tampered layouts", func(t *testing.T) {
 		for _, tc := range []struct {
 			name string
@@ -495,6 +711,11 @@ func TestTrainingJobs(t *testing.T) {
       "role": "ann_index"`), []byte(`"name": "items.ann",
       "role": "embeddings"`), 1), 0o644)
 			}, "artifact items.ann has role embeddings, want ann_index"},
+			{"ANN index built by someone unknown", func(d string) {
+				p := filepath.Join(d, job.MetadataFile)
+				b, _ := os.ReadFile(p)
+				os.WriteFile(p, bytes.Replace(b, []byte("\n  \"ann\": {"), []byte("\n  \"ann\": {\n    \"built_by\": \"gpu\","), 1), 0o644)
+			}, `ann built_by "gpu"`},
 			{"metadata edited", func(d string) {
 				p := filepath.Join(d, job.MetadataFile)
 				b, _ := os.ReadFile(p)

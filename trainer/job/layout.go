@@ -63,6 +63,12 @@ const MetadataFormat = 2
 // Trainer names in Metadata.Trainer.
 const TrainerGo = "go"
 
+// BuiltByRunner is ANNIndex.BuiltBy and CovisitTable.BuiltBy for an
+// artifact Command derived after an external program exited, because the
+// program's layout lacked it (see Command). Empty means the trainer built
+// it.
+const BuiltByRunner = "runner"
+
 // Required metrics: every layout reports the ranker's AUC and log loss on
 // the validation part.
 const (
@@ -160,6 +166,9 @@ type Embeddings struct {
 // item vectors as items.ivf. Its int32 ids are items.ivf's item indexes
 // (0..Items-1), so a hit's id names an item through items.ivf's id table.
 type ANNIndex struct {
+	// BuiltBy is empty when the trainer built items.ann, BuiltByRunner
+	// when Command derived it from items.ivf.
+	BuiltBy        string  `json:"built_by,omitempty"`
 	Items          int     `json:"items"`
 	Dims           int     `json:"dims"`
 	M              int     `json:"m"`
@@ -173,7 +182,10 @@ type ANNIndex struct {
 // table, built from the embeddings' positives (Embeddings.Positives in
 // [From, To)). Its items are items.ivf's, in the same order.
 type CovisitTable struct {
-	Items int `json:"items"`
+	// BuiltBy is empty when the trainer built covisit.bin, BuiltByRunner
+	// when Command derived it from the job's positives.
+	BuiltBy string `json:"built_by,omitempty"`
+	Items   int    `json:"items"`
 	// ItemsWithNeighbours have at least one neighbour; Edges counts the
 	// neighbour entries of all items.
 	ItemsWithNeighbours int   `json:"items_with_neighbours"`
@@ -269,6 +281,11 @@ func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 	if auc, ok := m.Metrics[MetricAUC]; ok && !(auc >= 0 && auc <= 1) {
 		add("metric %s %v is outside [0, 1]", MetricAUC, auc)
 	}
+	for _, b := range []struct{ section, by string }{{"ann", m.ANN.BuiltBy}, {"covisit", m.Covisit.BuiltBy}} {
+		if b.by != "" && b.by != BuiltByRunner {
+			add("%s built_by %q: want none (the trainer built it) or %q", b.section, b.by, BuiltByRunner)
+		}
+	}
 	roles := map[string]registry.Role{}
 	for _, a := range m.Artifacts {
 		if a.Name == "" || strings.ContainsAny(a.Name, "/\\") || a.Name == MetadataFile || a.Name == InputFile || roles[a.Name] != "" {
@@ -349,7 +366,7 @@ func checkANN(data []byte, md ANNIndex, ivf *retrieval.Index) error {
 	if err != nil {
 		return err
 	}
-	got := ANNIndex{Items: x.Len(), Dims: x.Dims(), M: x.M(), EfConstruction: x.EfConstruction(), EfSearch: x.EfSearch(),
+	got := ANNIndex{BuiltBy: md.BuiltBy, Items: x.Len(), Dims: x.Dims(), M: x.M(), EfConstruction: x.EfConstruction(), EfSearch: x.EfSearch(),
 		NormRatio: x.NormRatio(), Bands: x.Bands()}
 	if got != md {
 		return fmt.Errorf("holds %+v, the metadata says %+v", got, md)
@@ -383,7 +400,7 @@ func checkCovisit(data []byte, md CovisitTable, ivf *retrieval.Index) error {
 	if err != nil {
 		return err
 	}
-	got := CovisitTable{Items: t.Len(), Edges: int64(t.Edges())}
+	got := CovisitTable{BuiltBy: md.BuiltBy, Items: t.Len(), Edges: int64(t.Edges())}
 	for i := range int32(t.Len()) {
 		if nbr, _ := t.Neighbours(i); len(nbr) > 0 {
 			got.ItemsWithNeighbours++

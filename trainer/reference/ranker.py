@@ -2,7 +2,7 @@
 """Reference external trainer for adaptrec: PyTorch, for GPU hosts.
 
 It speaks the external-command protocol of docs/adr/014 (trainer/job.Command)
-and writes the same artifact layout as the Go trainer:
+and writes what the protocol requires of an external trainer:
 
     ranker.py --input <uri of input.json> --output <uri of a folder> [--params <json>]
 
@@ -11,16 +11,27 @@ and writes the same artifact layout as the Go trainer:
   * splits it by event time exactly as trainer/job does (the latest
     validation_fraction validates, training ends `gap` before the cutoff);
   * trains the same ranker architecture as trainer/ranker (per-column
-    standardization inside the graph, Gemm+ReLU hidden layers, a Gemm to one
-    logit, sigmoid) with Adam on binary cross-entropy, on CUDA when present;
+    standardization inside the graph, clipped to +-CLIP_Z standard deviations
+    as trainer/ranker.ClipZ does in training and in the graph, Gemm+ReLU
+    hidden layers, a Gemm to one logit, sigmoid) with Adam on binary
+    cross-entropy, on CUDA when present;
   * trains implicit-ALS item embeddings (Hu, Koren, Volinsky) from the event
     log's positives before the cutoff and builds the IVF index artifact
     (trainer/retrieval's format, CRC-32C);
-  * exports the ranker as the ONNX graph trainer/ranker writes (same node and
-    initializer names, opset 17, IR 8, float_data) with its eight adaptrec.*
-    metadata keys, so the registry's validator checks it like a Go model;
-  * writes ranker.onnx, items.ivf, then metadata.json, and prints JSON
-    progress lines: {"event":"progress",...}, then "done" or "error".
+  * exports the ranker as the ONNX graph trainer/ranker writes, node for node
+    (Sub, Mul, Clip with the standardize.clip_min/clip_max initializers, then
+    Gemm/Relu layers and Sigmoid; the same node and initializer names, opset
+    17, IR 8, float_data) with its eight adaptrec.* metadata keys, so
+    trainer/ranker.ParseONNX reads it and the registry's validator checks it
+    like a Go model;
+  * writes ranker.onnx, items.ivf, then metadata.json in format 2 WITHOUT
+    items.ann and covisit.bin (no "ann" or "covisit" section, neither in the
+    artifacts): those are serving indexes (serving/ann's HNSW over the item
+    vectors, serving/covisit's co-visitation table from the same positives)
+    that trainer/job.Command derives in Go after this script exits 0, from
+    items.ivf and the job's event range, and records as built by the runner;
+  * prints JSON progress lines: {"event":"progress",...}, then "done" or
+    "error".
 
 Only local folders (file:// URIs or paths) are read and written: a launcher
 on a GPU host syncs the S3 prefixes to local disk around this script. Needs
@@ -48,6 +59,13 @@ import torch
 from onnx import TensorProto, helper
 
 START = time.time()
+# Standardized inputs are clipped to [-CLIP_Z, CLIP_Z] in training and in the
+# graph: trainer/ranker.ClipZ, which ParseONNX requires of the clip
+# initializers.
+CLIP_Z = 5.0
+# trainer/job.MetadataFormat: format 2 lets the runner add items.ann and
+# covisit.bin (see the module documentation).
+METADATA_FORMAT = 2
 DEFAULT_WEIGHTS = {"ACTION_VIEW": 1, "ACTION_CLICK": 1, "ACTION_WATCH": 1, "ACTION_COMPLETE": 2,
                    "ACTION_LIKE": 2, "ACTION_ADD_TO_CART": 2, "ACTION_PURCHASE": 3}
 
@@ -166,13 +184,17 @@ def train_ranker(x, y, p, device):
     torch.manual_seed(p["seed"])
     x64 = x.astype(np.float64)
     mean = x64.mean(axis=0)
-    std = x64.std(axis=0)
-    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1), 0.0)
+    std = np.sqrt(((x64 - mean) ** 2).mean(axis=0))
+    # A column constant up to rounding teaches nothing: scale 0 ignores it,
+    # with trainer/ranker's threshold.
+    varies = std > 1e-6 * np.maximum(1.0, np.abs(mean))
+    scale = np.where(varies, 1.0 / np.where(varies, std, 1.0), 0.0)
     sizes = [x.shape[1]] + list(r["hidden"]) + [1]
     layers = [torch.nn.Linear(sizes[i], sizes[i + 1]).to(device) for i in range(len(sizes) - 1)]
     params = [q for layer in layers for q in layer.parameters()]
     opt = torch.optim.Adam(params, lr=r["learning_rate"])
-    xs = torch.tensor((x - mean.astype(np.float32)) * scale.astype(np.float32), device=device)
+    # Standardized and clipped in float32, exactly as the exported graph does.
+    xs = torch.tensor(standardize(x, mean.astype(np.float32), scale.astype(np.float32)), device=device)
     ys = torch.tensor(y, device=device)
     gen = torch.Generator(device="cpu").manual_seed(p["seed"])
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -201,8 +223,13 @@ def train_ranker(x, y, p, device):
     return mean.astype(np.float32), scale.astype(np.float32), weights, last
 
 
+def standardize(x, mean, scale):
+    """The graph's Sub, Mul and Clip, in float32."""
+    return np.clip((x.astype(np.float32) - mean) * scale, np.float32(-CLIP_Z), np.float32(CLIP_Z))
+
+
 def predict(x, mean, scale, weights):
-    h = (x - mean) * scale
+    h = standardize(x, mean, scale)
     for k, (w, b) in enumerate(weights):
         h = h @ w.T + b
         if k < len(weights) - 1:
@@ -215,9 +242,14 @@ def export_onnx(mean, scale, weights, schema, seed):
     width = len(mean)
     hidden = [w.shape[0] for w, _ in weights[:-1]]
     f = lambda name, a: helper.make_tensor(name, TensorProto.FLOAT, list(a.shape), a.flatten().tolist())
-    inits = [f("standardize.mean", mean), f("standardize.scale", scale)]
+    # The clip bounds are scalars (no dims), as trainer/ranker writes them.
+    inits = [f("standardize.mean", mean), f("standardize.scale", scale),
+             f("standardize.clip_min", np.array(-CLIP_Z, dtype=np.float32)),
+             f("standardize.clip_max", np.array(CLIP_Z, dtype=np.float32))]
     nodes = [helper.make_node("Sub", ["features", "standardize.mean"], ["standardize.centered"], name="standardize.sub"),
-             helper.make_node("Mul", ["standardize.centered", "standardize.scale"], ["standardize.out"], name="standardize.mul")]
+             helper.make_node("Mul", ["standardize.centered", "standardize.scale"], ["standardize.scaled"], name="standardize.mul"),
+             helper.make_node("Clip", ["standardize.scaled", "standardize.clip_min", "standardize.clip_max"], ["standardize.out"],
+                              name="standardize.clip")]
     x = "standardize.out"
     for l, (w, b) in enumerate(weights):
         inits += [f(f"dense{l}.weight", w), f(f"dense{l}.bias", b)]
@@ -401,8 +433,10 @@ def main():
         code = "ranker.py@" + hashlib.sha256(f.read()).hexdigest()[:12]
     timings["write"] = time.time() - lap
     timings["total"] = time.time() - START
+    # Format 2 without "ann" and "covisit" sections: the runner builds
+    # items.ann and covisit.bin and adds them (trainer/job.Command).
     md = {
-        "format": 1, "job_id": job["job_id"], "trainer": "pytorch", "code_version": code,
+        "format": METADATA_FORMAT, "job_id": job["job_id"], "trainer": "pytorch", "code_version": code,
         "created_at": iso(int(time.time() * 1000)), "training_set": m["id"],
         "schema_hash": m["model_schema"]["schema_hash"], "model_schema": m["model_schema"], "input_width": m["width"],
         "params": p,
