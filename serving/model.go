@@ -36,9 +36,15 @@ type Model struct {
 	Manifest registry.Manifest
 
 	layout *features.Layout
-	asm    *online.Assembler
-	scorer *onnxrt.Session
-	goRank *ranker.Model
+	// The layout's columns split for PredictionEvents: user and request
+	// columns are recorded once per request, item and pair columns per
+	// served item.
+	userCols, itemCols   []features.Column
+	userNames, itemNames []string
+	userWidth, itemWidth int
+	asm                  *online.Assembler
+	scorer               *onnxrt.Session
+	goRank               *ranker.Model
 	// ivf holds the item ids and vectors the ANN ids index, and the
 	// fold-in parameters; embed folds a user in from recent items.
 	ivf   *retrieval.Index
@@ -139,6 +145,14 @@ func LoadModel(ctx context.Context, src ModelSource, store *online.Store, model,
 		Version: version, Manifest: m,
 		layout: layout, asm: asm, scorer: scorer, goRank: goRank,
 		ivf: ivf, embed: embed, ann: idx, covisit: cov,
+	}
+	for _, c := range layout.Columns() {
+		switch c.Entity {
+		case features.EntityUser, features.EntityRequest:
+			mod.userCols, mod.userNames, mod.userWidth = append(mod.userCols, c), append(mod.userNames, c.Name), mod.userWidth+c.Width
+		default:
+			mod.itemCols, mod.itemNames, mod.itemWidth = append(mod.itemCols, c), append(mod.itemNames, c.Name), mod.itemWidth+c.Width
+		}
 	}
 	// A probe batch: a model that loads but cannot score is refused here,
 	// not on the first request.

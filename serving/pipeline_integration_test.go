@@ -59,7 +59,7 @@ func serve(t *testing.T, env *testenv.Env, o serving.InstanceOptions) *served {
 	if o.Name == "" {
 		o.Name = "serving-test"
 	}
-	inst, err := serving.NewInstance(cfg, log, o)
+	inst, err := serving.NewInstance(ctx, cfg, log, o)
 	if err != nil {
 		t.Fatal(err)
 	}

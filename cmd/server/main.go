@@ -50,8 +50,10 @@ func run() error {
 		return fmt.Errorf("listen for gRPC on %s (config key server.grpc_addr): %w", cfg.Server.GRPCAddr, err)
 	}
 
+	gc := serving.ApplyRuntimeSettings(cfg.Server)
+	log.Info("runtime", "gc_percent", gc)
 	host, _ := os.Hostname()
-	inst, err := serving.NewInstance(cfg, log, serving.InstanceOptions{Name: "server/" + host})
+	inst, err := serving.NewInstance(ctx, cfg, log, serving.InstanceOptions{Name: "server/" + host})
 	if err != nil {
 		return err
 	}

@@ -135,3 +135,14 @@ func (s *Store) ItemIDs() []string {
 	}
 	return ids
 }
+
+// ItemsGeneration identifies one state of the store's item features: two
+// calls return equal values (==) exactly when no item value changed in
+// between. Serving rebuilds what it derives from item features (its
+// catalogue) only when the generation moved.
+type ItemsGeneration struct{ v *itemView }
+
+// ItemsGeneration returns the current generation of the item features.
+func (s *Store) ItemsGeneration() ItemsGeneration {
+	return ItemsGeneration{s.view.Load().items}
+}

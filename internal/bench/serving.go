@@ -238,6 +238,9 @@ type ServingResult struct {
 	BytesPerRequest  float64 `json:"bytes_per_request"`
 	GCCycles         int64   `json:"gc_cycles"`
 	HeapMB           float64 `json:"heap_mb"`
+	// GCPercent is the garbage collector's target the server ran with
+	// (server.gc_percent, or GOGC).
+	GCPercent int `json:"gc_percent"`
 	// WorldBuildS is how long building the world took; WorldCached says
 	// its model artifacts came from the cache.
 	WorldBuildS float64 `json:"world_build_s"`
@@ -313,7 +316,9 @@ func RunServing(ctx context.Context, opts ServingOptions, progress func(string))
 	res.WorldBuildS, res.WorldCached = Round(time.Since(begin).Seconds(), 1), w.Cached
 	progress(fmt.Sprintf("world built in %.1fs", res.WorldBuildS))
 
-	inst, err := serving.NewInstance(cfg, o.Logger, serving.InstanceOptions{Name: "adaptrec/bench-serving"})
+	// The server's runtime settings, as cmd/server applies them.
+	res.GCPercent = serving.ApplyRuntimeSettings(cfg.Server)
+	inst, err := serving.NewInstance(ctx, cfg, o.Logger, serving.InstanceOptions{Name: "adaptrec/bench-serving"})
 	if err != nil {
 		return res, err
 	}

@@ -58,7 +58,7 @@ func TestBuildServesWorld(t *testing.T) {
 		}
 	}
 
-	inst, err := serving.NewInstance(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), serving.InstanceOptions{Name: "servingworld-test"})
+	inst, err := serving.NewInstance(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), serving.InstanceOptions{Name: "servingworld-test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,11 +140,22 @@ func New(ids []string, cols Columns, builtAt time.Time) (*Catalog, error) {
 // buildChunk is how many items Build assembles per call.
 const buildChunk = 4096
 
+// BuildOptions tune Build.
+type BuildOptions struct {
+	// Pause is slept between chunks of items, to spread the build's CPU
+	// over time next to latency-sensitive work; 0: none.
+	Pause time.Duration
+}
+
+// SameItems reports whether c and o hold the same items at the same
+// indexes, so that anything keyed by index (id maps) carries over.
+func (c *Catalog) SameItems(o *Catalog) bool { return slices.Equal(c.ids, o.ids) }
+
 // Build reads the catalogue from the online store's item features as of
 // now: every item of the store's current item view, through the same
 // fallback cascade requests see (an item missing a value gets the feature's
 // default). 200,000 items take about a tenth of a second.
-func Build(ctx context.Context, store *online.Store, now time.Time) (*Catalog, error) {
+func Build(ctx context.Context, store *online.Store, now time.Time, opts BuildOptions) (*Catalog, error) {
 	fs := store.FeatureSet()
 	layout, err := fs.NewLayout(Features)
 	if err != nil {
@@ -172,6 +183,9 @@ func Build(ctx context.Context, store *online.Store, now time.Time) (*Catalog, e
 			return nil, err
 		}
 		hi := min(lo+buildChunk, n)
+		if lo > 0 && opts.Pause > 0 {
+			time.Sleep(opts.Pause)
+		}
 		if err := se.Assemble(ids[lo:hi], rows); err != nil {
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
