@@ -431,6 +431,31 @@ func TestOverloadShedsLowPriorityFirst(t *testing.T) {
 			}
 		}()
 	}
+	// Normal priority is not shed while a fallback can answer: the
+	// requests admission has no room for get the popularity list.
+	var normalLevels sync.Map
+	var normalErrs atomic.Int64
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 11))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := s.recommend(ctx, rng.IntN(200), rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+				if err != nil {
+					normalErrs.Add(1)
+					continue
+				}
+				n, _ := normalLevels.LoadOrStore(resp.GetDegradationLevel().String(), new(atomic.Int64))
+				n.(*atomic.Int64).Add(1)
+			}
+		}()
+	}
 	rng := rand.New(rand.NewPCG(7, 7))
 	var high []time.Duration
 	for range 200 {
@@ -450,6 +475,15 @@ func TestOverloadShedsLowPriorityFirst(t *testing.T) {
 	}
 	if lowOther.Load() > 0 {
 		t.Errorf("%d low-priority requests failed with another code than RESOURCE_EXHAUSTED", lowOther.Load())
+	}
+	levels := map[string]int64{}
+	normalLevels.Range(func(k, v any) bool { levels[k.(string)] = v.(*atomic.Int64).Load(); return true })
+	t.Logf("normal priority: levels %v, %d errors", levels, normalErrs.Load())
+	if normalErrs.Load() > 0 {
+		t.Errorf("%d normal-priority requests failed under overload; the popularity level should have answered them", normalErrs.Load())
+	}
+	if levels["DEGRADATION_LEVEL_POPULARITY"] == 0 {
+		t.Error("no normal-priority request was answered by the popularity level under overload")
 	}
 	if p99 > slo {
 		t.Errorf("high-priority p99 %s exceeds the SLO %s", p99, slo)

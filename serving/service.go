@@ -43,7 +43,7 @@ var (
 	}, []string{"level"})
 	fallbackTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "adaptrec_serving_pipeline_fallbacks_total",
-		Help: "Requests the model pipeline could not answer, by reason; a lower level answered them.",
+		Help: "Requests the model pipeline did not answer, by reason (overload: admission had no room for a normal-priority request); a lower level answered them.",
 	}, []string{"reason"})
 )
 
@@ -236,12 +236,22 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
+	// Admission: a request the server has no room for is shed when LOW;
+	// a NORMAL one is answered by the model-free levels instead (a brownout:
+	// a popularity list costs microseconds, the pipeline milliseconds), and
+	// shed only when those cannot answer; HIGH is never shed for latency.
+	brownout := false
 	if s.opts.Admission != nil {
-		release, err := s.opts.Admission.Acquire(ctx, admission.FromProto(req.GetPriority()))
-		if err != nil {
+		prio := admission.FromProto(req.GetPriority())
+		release, err := s.opts.Admission.Acquire(ctx, prio)
+		switch {
+		case err == nil:
+			defer release()
+		case prio == admission.Normal && status.Code(err) == codes.ResourceExhausted:
+			brownout = true
+		default:
 			return nil, err
 		}
-		defer release()
 	}
 	n := int(req.GetNumItems())
 	if n == 0 {
@@ -259,7 +269,7 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 	}
 
 	var out *outcome
-	if p := s.opts.Pipeline; p != nil {
+	if p := s.opts.Pipeline; p != nil && !brownout {
 		var err error
 		if out, err = p.safeRun(ctx, req, n, now); err != nil {
 			if ctx.Err() != nil {
@@ -284,7 +294,13 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 		pred.UserFeatureNames, pred.UserFeatures, pred.ItemFeatureNames = out.userNames, out.userValues, out.itemNames
 		s.cache.put(req.GetUserId(), resp.Items, resp.ModelVersion, now)
 	default:
+		if brownout {
+			fallbackTotal.WithLabelValues("overload").Inc()
+		}
 		if !s.answerWithoutModel(req, n, now, resp, pred) {
+			if brownout {
+				return nil, status.Error(codes.ResourceExhausted, "server overloaded and no fallback list available; retry with backoff")
+			}
 			responsesTotal.WithLabelValues("unavailable").Inc()
 			return nil, status.Error(codes.Unavailable,
 				"no recommendations available yet: no model is loaded, no item features are loaded and no interactions have been ingested; load a model (adaptrec models promote) or send interactions with Ingest, then retry")

@@ -54,18 +54,30 @@ func TestANNMatchesExact(t *testing.T) {
 	t.Parallel()
 	c := testCatalog(t, 2000, 5, 8)
 	x, m, vec := testANN(t, c, 1200, 16, 8)
+	// The user's recent items: ten of the best unexcluded hits, which a
+	// search filters after the fact (a few skips) instead of inside the walk.
+	top, err := (&ANN{Index: x, Map: m, EfSearch: x.Len()}).Retrieve(t.Context(), &Query{Catalog: c, UserVector: vec}, 30, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recent []int32
+	for i := 0; i < 30; i += 3 {
+		recent = append(recent, top[i].Item)
+	}
 	for _, tt := range []struct {
 		name    string
 		exclude func(int32) bool
+		recent  []int32
 		k       int
 	}{
-		{"no exclusions", nil, 50},
-		{"every third excluded", func(i int32) bool { return i%3 == 0 }, 120},
-		{"quota beyond the mapped items", nil, 1500},
+		{"no exclusions", nil, nil, 50},
+		{"recent items excluded", func(i int32) bool { return slices.Contains(recent, i) }, recent, 50},
+		{"every third excluded", func(i int32) bool { return i%3 == 0 }, nil, 120},
+		{"quota beyond the mapped items", nil, nil, 1500},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			q := &Query{Catalog: c, UserVector: vec, Exclude: tt.exclude}
+			q := &Query{Catalog: c, UserVector: vec, Exclude: tt.exclude, Recent: tt.recent}
 			got, err := (&ANN{Index: x, Map: m, EfSearch: x.Len()}).Retrieve(t.Context(), q, tt.k, nil)
 			if err != nil {
 				t.Fatal(err)
