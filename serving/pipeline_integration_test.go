@@ -303,6 +303,75 @@ func TestPipelineServesAndSurvivesFailures(t *testing.T) {
 		t.Logf("%d requests during the swap, levels %v", r.n.Load(), r.levels)
 	})
 
+	t.Run("canary and shadow", func(t *testing.T) {
+		prod := s.inst.Models.Set().Production.Version
+		canary, shadow := s.variant("canary", false), s.variant("shadow", false)
+		for _, ch := range []registry.Change{
+			{Action: registry.ActionCanary, Version: canary, Weight: 0.5, Actor: "test"},
+			{Action: registry.ActionShadow, Version: shadow, Actor: "test"},
+		} {
+			if _, err := s.reg.Apply(ctx, s.world.Model, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if set := s.inst.Models.Set(); set.Canary == nil || set.Shadow == nil {
+				return fmt.Errorf("canary or shadow not loaded yet")
+			}
+			return nil
+		})
+		time.Sleep(200 * time.Millisecond) // the view binds the new set
+		arms := map[string]map[string]bool{}
+		requests := map[string]bool{}
+		for u := range 200 {
+			req := s.world.Request(u, rng)
+			req.RequestId = fmt.Sprintf("canary-test-%d", u)
+			resp, err := s.client.Recommend(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			requests[req.RequestId] = true
+			if arms[resp.GetExperimentArm()] == nil {
+				arms[resp.GetExperimentArm()] = map[string]bool{}
+			}
+			arms[resp.GetExperimentArm()][resp.GetModelVersion()] = true
+			// A user's arm is stable.
+			again, err := s.client.Recommend(ctx, req)
+			if err != nil || again.GetExperimentArm() != resp.GetExperimentArm() {
+				t.Fatalf("user %d: arm %s then %s (%v)", u, resp.GetExperimentArm(), again.GetExperimentArm(), err)
+			}
+		}
+		if len(arms) != 2 || !arms[serving.ArmCanary][canary] || len(arms[serving.ArmCanary]) != 1 ||
+			!arms[serving.ArmProduction][prod] || len(arms[serving.ArmProduction]) != 1 {
+			t.Fatalf("arms and versions served %v; want canary %s and production %s, each alone in its arm", arms, canary, prod)
+		}
+		// Mirrored requests are scored by the shadow and recorded, never served.
+		testenv.Eventually(t, 30*time.Second, func() error {
+			n := 0
+			for _, e := range testenv.TopicEvents(t, s.cfg.Kafka, events.TopicPredictions) {
+				p := e.GetPrediction()
+				if p.GetShadow() && p.GetModelVersion() == shadow && requests[p.GetRequestId()] && len(p.GetItems()) == servingworld.NumItems {
+					n++
+				}
+			}
+			if n < 100 {
+				return fmt.Errorf("%d shadow PredictionEvents of %s for the test's requests so far", n, shadow)
+			}
+			return nil
+		})
+		for _, a := range []registry.Action{registry.ActionClearCanary, registry.ActionClearShadow} {
+			if _, err := s.reg.Apply(ctx, s.world.Model, registry.Change{Action: a, Actor: "test"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if set := s.inst.Models.Set(); set.Canary != nil || set.Shadow != nil {
+				return fmt.Errorf("canary or shadow still loaded")
+			}
+			return nil
+		})
+	})
+
 	t.Run("corrupt model refused", func(t *testing.T) {
 		bad := s.variant("corrupt", true)
 		// The registry refuses to promote a version whose artifact no
