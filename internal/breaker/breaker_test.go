@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/adaptrec/adaptrec/internal/metricstest"
 )
 
 var t0 = time.Unix(1_000_000, 0)
@@ -221,35 +221,8 @@ func TestProbeOutcome(t *testing.T) {
 	})
 }
 
-// value reads the current value of the gauge or counter name with
-// exactly these labels from the default registry, where promauto put it.
-// (prometheus/testutil would need modules the repository does not
-// require otherwise.)
 func value(t *testing.T, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue metrics
-				}
-			}
-			return m.GetGauge().GetValue() + m.GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s%v", name, labels)
-	return 0
+	return metricstest.Must(t, name, labels)
 }
 
 func TestMetrics(t *testing.T) {

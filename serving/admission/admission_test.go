@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/metricstest"
 )
 
 // clock is a fake Config.Now that tests move by hand.
@@ -638,35 +638,8 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	})
 }
 
-// metric reads the value of the gauge or counter name with exactly these
-// labels, or the sample count of such a histogram, from the default
-// registry (prometheus/testutil would need modules the repository does not
-// require otherwise).
 func metric(t *testing.T, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue metrics
-				}
-			}
-			return m.GetGauge().GetValue() + m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	t.Fatalf("no metric %s%v", name, labels)
-	return 0
+	return metricstest.Must(t, name, labels)
 }
 
 // TestMetrics is not parallel: the metrics are process-wide, and parallel

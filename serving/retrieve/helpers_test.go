@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/adaptrec/adaptrec/internal/metricstest"
 	"github.com/adaptrec/adaptrec/serving/catalog"
 )
 
@@ -88,34 +87,11 @@ func newRetriever(t testing.TB, cfg Config) *Retriever {
 	return r
 }
 
-// metric reads the counter name with exactly these labels, or the sample
-// count of such a histogram, from the default registry; 0 when absent
-// (prometheus/testutil would need modules the repository does not require
-// otherwise).
+// metric reads a counter or a histogram's sample count; 0 before the
+// series exists.
 func metric(t *testing.T, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return 0
+	v, _ := metricstest.Value(t, name, labels)
+	return v
 }
 
 func dropped(t *testing.T, source, reason string) float64 {
