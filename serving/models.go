@@ -63,7 +63,10 @@ type ModelManager struct {
 
 	set     atomic.Pointer[ModelSet]
 	trigger chan struct{}
-	changed chan struct{} // closed and replaced on every published set
+	// changed is closed and replaced on every published set; chMu guards
+	// it alone, so waiting for a change never waits for a model load.
+	chMu    sync.Mutex
+	changed chan struct{}
 
 	mu     sync.Mutex // serializes Reconcile
 	loaded map[string]*Model
@@ -92,8 +95,8 @@ func (mm *ModelManager) Set() *ModelSet { return mm.set.Load() }
 
 // Changed returns a channel closed at the next published set.
 func (mm *ModelManager) Changed() <-chan struct{} {
-	mm.mu.Lock()
-	defer mm.mu.Unlock()
+	mm.chMu.Lock()
+	defer mm.chMu.Unlock()
 	return mm.changed
 }
 
@@ -181,9 +184,11 @@ func (mm *ModelManager) complete(set *ModelSet, al registry.Aliases) bool {
 }
 
 func (mm *ModelManager) publish(next *ModelSet) {
+	mm.chMu.Lock()
 	mm.set.Store(next)
 	close(mm.changed)
 	mm.changed = make(chan struct{})
+	mm.chMu.Unlock()
 	modelServing.Reset()
 	for alias, m := range map[string]*Model{registry.AliasProduction: next.Production, registry.AliasCanary: next.Canary, registry.AliasShadow: next.Shadow} {
 		if m != nil {

@@ -42,11 +42,10 @@ func newBinding(m *Model, cat *catalog.Catalog) *binding {
 // view is everything a request reads, from one model set and one
 // catalogue, published with one atomic store: no request mixes versions.
 type view struct {
-	cat                    *catalog.Catalog
-	set                    *ModelSet
-	prod, canary, shadow   *binding
-	canaryWeight           float64
-	catalogBuilt, modelsAt time.Time
+	cat                  *catalog.Catalog
+	set                  *ModelSet
+	prod, canary, shadow *binding
+	canaryWeight         float64
 }
 
 // arm names the experiment arm a user's requests go to.
@@ -110,7 +109,7 @@ func (k *viewKeeper) rebuildCatalog() {
 // build makes a view from a catalogue and the current model set, reusing
 // the bindings of prev that still apply.
 func (k *viewKeeper) build(cat *catalog.Catalog, set *ModelSet, prev *view) *view {
-	v := &view{cat: cat, set: set, catalogBuilt: cat.BuiltAt, modelsAt: time.Now(), canaryWeight: set.Aliases.CanaryWeight}
+	v := &view{cat: cat, set: set, canaryWeight: set.Aliases.CanaryWeight}
 	sameItems := prev != nil && prev.cat != nil && prev.cat.SameItems(cat)
 	reuse := func(m *Model) *binding {
 		if m == nil {
