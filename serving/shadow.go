@@ -39,6 +39,9 @@ type ShadowScorer struct {
 	producer string
 	log      *slog.Logger
 	ch       chan shadowJob
+	// Buffers of the one worker, reused from mirror to mirror.
+	rows, scores []float32
+	order        []int
 }
 
 type shadowJob struct {
@@ -96,15 +99,17 @@ func (s *ShadowScorer) score(ctx context.Context, j shadowJob) error {
 	}
 	defer se.Close()
 	k, w := len(j.candidates), b.m.layout.Width()
-	rows := make([]float32, k*w)
-	if err := se.Assemble(j.candidates, rows); err != nil {
+	s.rows = slices.Grow(s.rows[:0], k*w)[:k*w]
+	if err := se.Assemble(j.candidates, s.rows); err != nil {
 		return err
 	}
-	scores := make([]float32, k)
-	if err := b.m.scorer.ScoreInto(scores, rows, k); err != nil {
+	s.scores = slices.Grow(s.scores[:0], k)[:k]
+	scores := s.scores
+	if err := b.m.scorer.ScoreInto(scores, s.rows, k); err != nil {
 		return err
 	}
-	order := make([]int, k)
+	s.order = slices.Grow(s.order[:0], k)[:k]
+	order := s.order
 	for i := range order {
 		order[i] = i
 	}
