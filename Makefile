@@ -102,8 +102,15 @@ test-unit: ## run the tests that need no servers
 demo: tools build ## bring up the local stack and run the demo (Ctrl-C stops it)
 	./bin/adaptrec demo
 
-bench: tools build ## run the benchmarks and print their JSON
+bench: tools build ## run the benchmarks and print their JSON (one line each)
 	./bin/adaptrec bench ingest --json
+	./bin/adaptrec bench features --json
+	./bin/adaptrec bench nearline --json
+	./bin/adaptrec bench train --json
+	./bin/adaptrec bench ann --json
+	./bin/adaptrec bench serving --rate 500 --duration 30s --json
+	./bin/adaptrec bench serving --rate 1500 --duration 30s --json
+	./bin/adaptrec eval --dataset ../shared/datasets/ml-100k --json
 
 # Protobuf: protoc (Debian's protobuf-compiler) with pinned Go plugins, and buf
 # for lint and breaking-change checks.
