@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -101,6 +102,10 @@ type ServingOptions struct {
 	// CPUProfile, when set, receives a CPU profile (pprof) of the process
 	// over the measured part of the run.
 	CPUProfile io.Writer
+	// Trace, when set, receives a runtime execution trace of the measured
+	// part (go tool trace): where the tail latency's stalls come from
+	// (scheduler waits, GC, syscalls), which a CPU profile cannot show.
+	Trace io.Writer
 	// Logger receives the serving instance's log (warnings and up are
 	// worth showing); nil discards it.
 	Logger *slog.Logger
@@ -480,10 +485,13 @@ func runLoad(ctx context.Context, client adaptrecv1.RecommendServiceClient, w *s
 
 	var before, after servingMetrics
 	var memBefore, memAfter runtime.MemStats
-	profiling := false
+	profiling, tracing := false, false
 	defer func() {
 		if profiling {
 			pprof.StopCPUProfile()
+		}
+		if tracing {
+			trace.Stop()
 		}
 	}()
 	start := time.Now().Add(10 * time.Millisecond)
@@ -502,6 +510,13 @@ func runLoad(ctx context.Context, client adaptrecv1.RecommendServiceClient, w *s
 		if i == first {
 			runtime.ReadMemStats(&memBefore)
 			before = readServingMetrics()
+			if o.Trace != nil {
+				if err := trace.Start(o.Trace); err != nil {
+					progress(fmt.Sprintf("no execution trace: %v", err))
+				} else {
+					tracing = true
+				}
+			}
 			if o.CPUProfile != nil {
 				if err := pprof.StartCPUProfile(o.CPUProfile); err != nil {
 					progress(fmt.Sprintf("no CPU profile: %v", err))
@@ -543,6 +558,10 @@ func runLoad(ctx context.Context, client adaptrecv1.RecommendServiceClient, w *s
 	if profiling {
 		pprof.StopCPUProfile()
 		profiling = false
+	}
+	if tracing {
+		trace.Stop()
+		tracing = false
 	}
 	after = readServingMetrics()
 	runtime.ReadMemStats(&memAfter)

@@ -23,6 +23,7 @@ type benchServingOptions struct {
 	hidden     string
 	cacheDir   string
 	cpuProfile string
+	trace      string
 	external   bool
 	asJSON     bool
 	lookupTool func(string) (string, error)
@@ -96,6 +97,7 @@ run met it.`, bench.ExternalModel),
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the world and the requests")
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "where built model artifacts are kept between runs (default: adaptrec/servingworld in the user cache directory; '-': no cache)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part to this file")
+	fs.StringVar(&o.trace, "trace", "", "write a runtime execution trace of the measured part to this file (go tool trace; -pprof=sched shows scheduler waits)")
 	fs.BoolVar(&o.external, "external", false, "use the Kafka, Redis and S3 of the configuration instead of starting them")
 	return cmd
 }
@@ -151,6 +153,14 @@ func benchServing(ctx context.Context, stdout, stderr io.Writer, load func() (co
 		}
 		defer func() { err = errors.Join(err, f.Close()) }()
 		opts.CPUProfile = f
+	}
+	if o.trace != "" {
+		f, err := os.Create(o.trace)
+		if err != nil {
+			return fmt.Errorf("--trace: %w", err)
+		}
+		defer func() { err = errors.Join(err, f.Close()) }()
+		opts.Trace = f
 	}
 
 	res, err := bench.RunServing(ctx, opts, func(s string) { logf("%s", s) })
