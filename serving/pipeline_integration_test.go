@@ -504,7 +504,7 @@ func TestOverloadShedsLowPriorityFirst(t *testing.T) {
 	// requests admission has no room for get the popularity list.
 	var normalLevels sync.Map
 	var normalErrs atomic.Int64
-	for g := range 4 {
+	for g := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
