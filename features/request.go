@@ -10,6 +10,7 @@ import (
 	"time"
 
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/fnv1a"
 )
 
 // Caps of the request lane's durations; a stale session id or a skewed
@@ -92,13 +93,7 @@ func SessionKey(sessionID string) int64 {
 	if sessionID == "" {
 		return 0
 	}
-	// FNV-1a by hand: hash/fnv would allocate on the hot path.
-	h := uint64(14695981039346656037)
-	for i := range len(sessionID) {
-		h ^= uint64(sessionID[i])
-		h *= 1099511628211
-	}
-	k := int64(h &^ (1 << 63))
+	k := int64(fnv1a.String(sessionID) &^ (1 << 63))
 	if k == 0 {
 		return 1
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/internal/fnv1a"
 )
 
 // responseCache keeps the last good response per user: the last level of
@@ -29,7 +30,7 @@ func newResponseCache(slots int, ttl time.Duration) *responseCache {
 }
 
 func (c *responseCache) slot(user string) *atomic.Pointer[cachedResponse] {
-	return &c.slots[fnv64(user)%uint64(len(c.slots))]
+	return &c.slots[fnv1a.String(user)%uint64(len(c.slots))]
 }
 
 func (c *responseCache) put(user string, items []*adaptrecv1.ScoredItem, version string, at time.Time) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/adaptrec/adaptrec/features/online"
+	"github.com/adaptrec/adaptrec/internal/fnv1a"
 	"github.com/adaptrec/adaptrec/serving/catalog"
 	"github.com/adaptrec/adaptrec/serving/retrieve"
 )
@@ -59,7 +60,7 @@ const (
 // processes: a fixed FNV-1a, not maphash, so every serving instance routes a
 // user to the same arm.
 func canaryHash(user string) float64 {
-	h := fnv64(user)
+	h := fnv1a.String(user)
 	// Finalize (splitmix64) so nearby ids spread evenly.
 	h ^= h >> 30
 	h *= 0xbf58476d1ce4e5b9
@@ -182,15 +183,4 @@ func (k *viewKeeper) Run(ctx context.Context) {
 			k.log.Warn("serving: catalogue rebuild failed; serving the previous one", "err", err)
 		}
 	}
-}
-
-// fnv64 is FNV-1a over s: fixed across processes and releases, unlike
-// maphash.
-func fnv64(s string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
 }

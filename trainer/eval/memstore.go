@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"iter"
 	"slices"
 	"strconv"
@@ -114,10 +115,7 @@ func (s *memStore) List(_ context.Context, prefix string, opts objstore.ListOpti
 
 // etag is a cheap content tag: length and a 64-bit FNV-1a of the bytes.
 func etag(b []byte) string {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return strconv.Itoa(len(b)) + "-" + strconv.FormatUint(h, 16)
+	h := fnv.New64a()
+	h.Write(b)
+	return strconv.Itoa(len(b)) + "-" + strconv.FormatUint(h.Sum64(), 16)
 }
