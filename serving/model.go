@@ -51,7 +51,10 @@ type Model struct {
 	embed *retrieval.Embedder
 	ann   *ann.Index
 	// covisit is the co-visitation table; nil for a version without one.
-	covisit *covisit.Table
+	// covisitSameItems says it lists the IVF's items in the IVF's order,
+	// so one pair of id maps serves both.
+	covisit          *covisit.Table
+	covisitSameItems bool
 
 	LoadedIn time.Duration
 }
@@ -133,6 +136,10 @@ func LoadModel(ctx context.Context, src ModelSource, store *online.Store, model,
 			return nil, fmt.Errorf("load model %s@%s: %s: %w", model, version, ArtifactCovisit, err)
 		}
 	}
+	sameItems := cov != nil && cov.Len() == ivf.Len()
+	for i := 0; sameItems && i < ivf.Len(); i++ {
+		sameItems = cov.ID(int32(i)) == ivf.ID(int32(i))
+	}
 	asm, err := store.NewAssembler(layout)
 	if err != nil {
 		return nil, fmt.Errorf("load model %s@%s: %w", model, version, err)
@@ -144,7 +151,7 @@ func LoadModel(ctx context.Context, src ModelSource, store *online.Store, model,
 	mod := &Model{
 		Version: version, Manifest: m,
 		layout: layout, asm: asm, scorer: scorer, goRank: goRank,
-		ivf: ivf, embed: embed, ann: idx, covisit: cov,
+		ivf: ivf, embed: embed, ann: idx, covisit: cov, covisitSameItems: sameItems,
 	}
 	for _, c := range layout.Columns() {
 		switch c.Entity {

@@ -72,7 +72,13 @@ func (p *Pipeline) bind(m *Model, cat *catalog.Catalog, same *binding) (*binding
 	} else {
 		b = newBinding(m, cat)
 		if m.covisit != nil {
-			b.covisit = newCovisitSource(m.covisit, cat)
+			// A training job's table lists items.ivf's items in its order
+			// (trainer/job checks it), so the IVF's maps serve it too.
+			tabToCat, catToTab := b.annToCat, b.catToIVF
+			if !m.covisitSameItems {
+				tabToCat, catToTab = cat.Translate(m.covisit.Len(), m.covisit.ID)
+			}
+			b.covisit = newCovisitSource(m.covisit, tabToCat, catToTab)
 		}
 	}
 	srcs := []retrieve.SourceConfig{
@@ -161,19 +167,8 @@ type covisitScratch struct {
 	sc     *covisit.Scorer
 }
 
-func newCovisitSource(t *covisit.Table, cat *catalog.Catalog) *covisitSource {
-	s := &covisitSource{t: t, catToTab: make([]int32, cat.Len()), tabToCat: make([]int32, t.Len())}
-	for i := range s.catToTab {
-		s.catToTab[i] = -1
-	}
-	for i := range s.tabToCat {
-		c, ok := cat.Lookup(t.ID(int32(i)))
-		if !ok {
-			s.tabToCat[i] = -1
-			continue
-		}
-		s.tabToCat[i], s.catToTab[c] = c, int32(i)
-	}
+func newCovisitSource(t *covisit.Table, tabToCat, catToTab []int32) *covisitSource {
+	s := &covisitSource{t: t, catToTab: catToTab, tabToCat: tabToCat}
 	s.pool.New = func() any { return &covisitScratch{sc: t.NewScorer()} }
 	return s
 }

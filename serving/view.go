@@ -24,19 +24,8 @@ type binding struct {
 }
 
 func newBinding(m *Model, cat *catalog.Catalog) *binding {
-	b := &binding{m: m, annToCat: make([]int32, m.ivf.Len()), catToIVF: make([]int32, cat.Len())}
-	for i := range b.catToIVF {
-		b.catToIVF[i] = -1
-	}
-	for i := range b.annToCat {
-		c, ok := cat.Lookup(m.ivf.ID(int32(i)))
-		if !ok {
-			b.annToCat[i] = -1
-			continue
-		}
-		b.annToCat[i] = c
-		b.catToIVF[c] = int32(i)
-	}
+	b := &binding{m: m}
+	b.annToCat, b.catToIVF = cat.Translate(m.ivf.Len(), m.ivf.ID)
 	return b
 }
 

@@ -147,6 +147,27 @@ type BuildOptions struct {
 	Pause time.Duration
 }
 
+// Translate maps a table of n items named by id (an index's or a model
+// artifact's own numbering) to the catalogue and back: toCat[i] is the
+// catalogue index of item i, fromCat[c] the table index of catalogue item
+// c, -1 where the other side lacks the item. Serving builds these once per
+// catalogue so requests translate with an array read.
+func (c *Catalog) Translate(n int, id func(int32) string) (toCat, fromCat []int32) {
+	toCat, fromCat = make([]int32, n), make([]int32, c.Len())
+	for i := range fromCat {
+		fromCat[i] = -1
+	}
+	for i := range toCat {
+		ci, ok := c.Lookup(id(int32(i)))
+		if !ok {
+			toCat[i] = -1
+			continue
+		}
+		toCat[i], fromCat[ci] = ci, int32(i)
+	}
+	return toCat, fromCat
+}
+
 // SameItems reports whether c and o hold the same items at the same
 // indexes, so that anything keyed by index (id maps) carries over.
 func (c *Catalog) SameItems(o *Catalog) bool { return slices.Equal(c.ids, o.ids) }

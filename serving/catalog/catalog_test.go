@@ -70,3 +70,21 @@ func TestNewRefusesBadColumns(t *testing.T) {
 		t.Errorf("duplicate id: error %v", err)
 	}
 }
+
+func TestTranslate(t *testing.T) {
+	c, err := catalog.New([]string{"a", "b", "c"}, catalog.Columns{
+		Category: []int32{0, 0, 0}, Creator: []int32{0, 0, 0}, AgeHours: make([]float32, 3),
+		Flagged: make([]bool, 3), Promoted: make([]bool, 3), Popularity: make([]float32, 3), Trending: make([]float32, 3),
+	}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := []string{"c", "zz", "a"}
+	toCat, fromCat := c.Translate(len(table), func(i int32) string { return table[i] })
+	if want := []int32{2, -1, 0}; !slices.Equal(toCat, want) {
+		t.Errorf("toCat = %v, want %v", toCat, want)
+	}
+	if want := []int32{2, -1, 0}; !slices.Equal(fromCat, want) {
+		t.Errorf("fromCat = %v, want %v (b is not in the table)", fromCat, want)
+	}
+}
