@@ -1,25 +1,25 @@
 package devstack
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/adaptrec/adaptrec/internal/modroot"
 )
 
 // ModulePath is the import path of this repository's module; ModuleRoot looks
 // for the go.mod that declares it.
-const ModulePath = "github.com/adaptrec/adaptrec"
+const ModulePath = modroot.ModulePath
 
 // ToolsDirEnv names the environment variable that overrides where FindTool
 // looks first (by default <module root>/.tools/bin, filled by `make tools`).
 const ToolsDirEnv = "ADAPTREC_TOOLS_DIR"
 
 // ErrNoModuleRoot is returned by ModuleRoot outside a checkout of ModulePath.
-var ErrNoModuleRoot = errors.New("not inside a checkout of " + ModulePath)
+var ErrNoModuleRoot = modroot.ErrNotFound
 
 // MissingToolError reports a program FindTool could not find. Its message
 // names the tool and the command that installs it.
@@ -66,37 +66,5 @@ func FindTool(name string) (string, error) {
 }
 
 // ModuleRoot walks up from the working directory to the directory whose
-// go.mod declares ModulePath.
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("find module root: %w", err)
-	}
-	for {
-		if declaresModule(filepath.Join(dir, "go.mod")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", ErrNoModuleRoot
-		}
-		dir = parent
-	}
-}
-
-// declaresModule reports whether the go.mod at path declares ModulePath.
-func declaresModule(path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if rest, ok := strings.CutPrefix(line, "module"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
-			return strings.Trim(strings.TrimSpace(rest), `"`) == ModulePath
-		}
-	}
-	return false
-}
+// go.mod declares ModulePath (modroot.Find).
+func ModuleRoot() (string, error) { return modroot.Find() }

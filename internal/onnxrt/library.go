@@ -1,7 +1,6 @@
 package onnxrt
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/adaptrec/adaptrec/internal/modroot"
 )
 
 // LibraryEnv names the environment variable that holds the path of the ONNX
@@ -24,13 +25,10 @@ const LibraryName = "libonnxruntime.so"
 // github.com/yalue/onnxruntime_go v1.27.0 calls C API version 24.
 const MinVersion = "1.24.0"
 
-// toolsDirEnv and modulePath mirror internal/devstack (ToolsDirEnv,
-// ModulePath), which this package does not import: devstack supervises the
-// local stack and would pull its dependencies into the serving binary.
-const (
-	toolsDirEnv = "ADAPTREC_TOOLS_DIR"
-	modulePath  = "github.com/adaptrec/adaptrec"
-)
+// toolsDirEnv mirrors internal/devstack's ToolsDirEnv, which this package
+// does not import: devstack supervises the local stack and would pull its
+// dependencies into the serving binary.
+const toolsDirEnv = "ADAPTREC_TOOLS_DIR"
 
 // MissingLibraryError reports that the ONNX Runtime library was not found.
 // Its message names the fix.
@@ -50,7 +48,7 @@ func (e *MissingLibraryError) Error() string {
 		return fmt.Sprintf("ONNX Runtime library %s (from %s) does not exist: point %s at libonnxruntime.so %s or newer, or unset it and run `make tools`",
 			e.Path, e.Source, LibraryEnv, MinVersion)
 	}
-	where := "no tools directory (not inside a checkout of " + modulePath + " and " + toolsDirEnv + " unset)"
+	where := "no tools directory (not inside a checkout of " + modroot.ModulePath + " and " + toolsDirEnv + " unset)"
 	if len(e.Searched) > 0 {
 		where = strings.Join(e.Searched, ", ")
 	}
@@ -99,39 +97,10 @@ func isFile(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
-// moduleRoot walks up from the working directory to the directory whose
-// go.mod declares modulePath.
+// moduleRoot is the checkout this process runs in, if any.
 func moduleRoot() (string, bool) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", false
-	}
-	for {
-		if declaresModule(filepath.Join(dir, "go.mod")) {
-			return dir, true
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", false
-		}
-		dir = parent
-	}
-}
-
-func declaresModule(gomod string) bool {
-	f, err := os.Open(gomod)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if rest, ok := strings.CutPrefix(line, "module"); ok && rest != "" && (rest[0] == ' ' || rest[0] == '\t') {
-			return strings.Trim(strings.TrimSpace(rest), `"`) == modulePath
-		}
-	}
-	return false
+	root, err := modroot.Find()
+	return root, err == nil
 }
 
 // The ONNX Runtime environment is process-wide: the binding keeps it in

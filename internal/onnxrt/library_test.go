@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/adaptrec/adaptrec/internal/modroot"
 )
 
 // These tests change the environment, so none runs in parallel.
@@ -66,7 +68,7 @@ func TestFindLibraryInCheckout(t *testing.T) {
 	t.Setenv(toolsDirEnv, "")
 	root, ok := moduleRoot()
 	if !ok {
-		t.Fatal("the test does not run inside a checkout of " + modulePath)
+		t.Fatal("the test does not run inside a checkout of " + modroot.ModulePath)
 	}
 	want := filepath.Join(root, ".tools", "bin", LibraryName)
 	got, err := FindLibrary("")
