@@ -72,9 +72,6 @@ func (a *Assembler) Begin(ctx context.Context, userID string, req Request, res *
 // User is the user's record after the cascade. It belongs to the session.
 func (se *Session) User() *features.Record { return se.sc.user }
 
-// Request is the request's record.
-func (se *Session) Request() *features.Record { return se.sc.req }
-
 // Result is the session's report so far.
 func (se *Session) Result() *Result { return se.res }
 
