@@ -54,14 +54,20 @@ func (d *deps) preloadUsers(ctx context.Context, group, version string) error {
 	return online.Preloader(d.redis, fs, online.ObjectSnapshots{Store: d.store}, opts)(ctx, group, version)
 }
 
-// queues maps each task queue to what its workers run.
-var queues = map[string]func(worker.Worker, *deps){
-	activities.TaskQueueDefault: func(w worker.Worker, d *deps) {
+// queues maps each task queue to what its workers run: each file adds
+// its registrations with register.
+var queues = map[string][]func(worker.Worker, *deps){}
+
+// register adds what fn registers to the workers of task queue q.
+func register(q string, fn func(worker.Worker, *deps)) { queues[q] = append(queues[q], fn) }
+
+func init() {
+	register(activities.TaskQueueDefault, func(w worker.Worker, d *deps) {
 		w.RegisterWorkflow(workflows.HistoryBackfill)
 		w.RegisterActivity(&activities.Backfill{Kafka: d.cfg.Kafka, Store: d.store})
 		w.RegisterWorkflow(workflows.BatchFeatures)
 		w.RegisterActivity(&activities.BatchFeatures{Kafka: d.cfg.Kafka, Store: d.store, FeaturesFile: d.cfg.Features.File, Preload: d.preloadUsers})
-	},
+	})
 }
 
 func run() error {
@@ -113,7 +119,9 @@ func run() error {
 		// the UI and the CLI show, so send them every second rather than
 		// the SDK's throttled default.
 		w := worker.New(tc, q, worker.Options{MaxHeartbeatThrottleInterval: time.Second})
-		queues[q](w, d)
+		for _, fn := range queues[q] {
+			fn(w, d)
+		}
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker on task queue %s: %w", q, err)
 		}

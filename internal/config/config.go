@@ -31,7 +31,11 @@ type Config struct {
 	Server    Server    `yaml:"server"`
 	Worker    Worker    `yaml:"worker"`
 	Consumers Consumers `yaml:"consumers"`
-	Log       Log       `yaml:"log"`
+	// Pipeline configures the retraining workflow (see pipeline.go).
+	Pipeline Pipeline `yaml:"pipeline"`
+	// Predictions configures batch predictions (see predictions.go).
+	Predictions Predictions `yaml:"predictions"`
+	Log         Log         `yaml:"log"`
 }
 
 // Kafka locates the event log brokers.
@@ -169,6 +173,8 @@ type Consumers struct {
 	HTTPAddr string   `yaml:"http_addr"`
 	Archiver Archiver `yaml:"archiver"`
 	Nearline Nearline `yaml:"nearline"`
+	// Feedback is the feedback-loop consumer (see feedback.go).
+	Feedback Feedback `yaml:"feedback"`
 }
 
 // Nearline configures the consumer that keeps the nearline features of the
@@ -261,8 +267,11 @@ func Default() Config {
 				DedupeWindow:  200000,
 			},
 			Nearline: Nearline{Enabled: true, GroupID: "adaptrec-nearline"},
+			Feedback: defaultFeedback(),
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Pipeline:    defaultPipeline(),
+		Predictions: defaultPredictions(),
+		Log:         Log{Level: "info", Format: "text"},
 	}
 }
 
@@ -404,5 +413,8 @@ func (c Config) Validate() error {
 	default:
 		bad("log.format", "%q is not one of json, text", c.Log.Format)
 	}
+	c.Pipeline.validate(bad)
+	c.Predictions.validate(bad)
+	c.Consumers.Feedback.validate(bad)
 	return errors.Join(errs...)
 }
