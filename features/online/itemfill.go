@@ -1,8 +1,8 @@
 package online
 
 import (
+	"github.com/adaptrec/adaptrec/internal/pace"
 	"math"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -327,7 +327,7 @@ func (c *classes) intern(groups []GroupResult) (uint16, bool) {
 
 // buildRecords builds the records of dense indexes ds of v (every one when
 // ds is nil) as of nowMs. v must not be published yet. Store.mu is held.
-func (s *Store) buildRecords(v *itemView, ds []int32, nowMs int64) error {
+func (s *Store) buildRecords(v *itemView, ds []int32, nowMs int64, p *pace.Pacer) error {
 	n := v.size()
 	if len(v.entries) < n {
 		v.entries = append(v.entries, make([]itemEntry, n-len(v.entries))...)
@@ -353,15 +353,14 @@ func (s *Store) buildRecords(v *itemView, ds []int32, nowMs int64) error {
 			if err := build(d); err != nil {
 				return err
 			}
+			p.Yield()
 		}
 	} else {
-		for i, d := range ds {
+		for _, d := range ds {
 			if err := build(d); err != nil {
 				return err
 			}
-			if i%256 == 255 {
-				runtime.Gosched() // background work: let requests run first
-			}
+			p.Yield() // background work: requests first
 		}
 	}
 	v.classes = s.classes.list

@@ -3,6 +3,7 @@ package online
 import (
 	"context"
 	"fmt"
+	"github.com/adaptrec/adaptrec/internal/pace"
 	"slices"
 	"time"
 
@@ -351,7 +352,7 @@ func buildItemView(batch []*batchTable, near []*nearTable) *itemView {
 // for ids (an empty hash: the key is gone), the dense indexes of those ids,
 // and how many values could not be decoded; the old view is unchanged. The
 // records of the returned view still need rebuilding for those indexes.
-func (v *itemView) withNearline(k int, g *groupPlan, ids []string, fields []map[string]string, cursor int64, recent map[string]int64) (*itemView, []int32, int) {
+func (v *itemView) withNearline(k int, g *groupPlan, ids []string, fields []map[string]string, cursor int64, recent map[string]int64, p *pace.Pacer) (*itemView, []int32, int) {
 	c := *v
 	c.near = slices.Clone(v.near)
 	c.nearRows = slices.Clone(v.nearRows)
@@ -393,6 +394,7 @@ func (v *itemView) withNearline(k int, g *groupPlan, ids []string, fields []map[
 			rows[d] = r
 		}
 		bad += t.setRow(r, fields[i])
+		p.Yield()
 	}
 	c.near[k] = t
 	c.nearRows[k] = rows

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
+	"github.com/adaptrec/adaptrec/internal/pace"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -233,7 +233,12 @@ func (s *Store) refresh(ctx context.Context, groups []*groupPlan) error {
 				}
 			}
 			next.items = buildItemView(batch, near)
-			if err := s.buildRecords(next.items, nil, now); err != nil {
+			// A switch while serving is paced; the first load is not.
+			var p *pace.Pacer
+			if cur.items.size() > 0 {
+				p = pace.New(s.opts.BackgroundDuty)
+			}
+			if err := s.buildRecords(next.items, nil, now, p); err != nil {
 				return fmt.Errorf("refresh feature snapshots: %w", err)
 			}
 		}
@@ -275,8 +280,9 @@ func (s *Store) RefreshNearline(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
+	p := pace.New(s.opts.BackgroundDuty)
 	for k, g := range s.plan.itemNearline {
-		if err := s.refreshNearlineGroup(ctx, k, g); err != nil {
+		if err := s.refreshNearlineGroup(ctx, k, g, p); err != nil {
 			errs = append(errs, fmt.Errorf("group %s: %w", g.name, err))
 		}
 	}
@@ -295,7 +301,7 @@ const changesPage = 512
 // changesSince reads the group's change set from score lo on, a page at a
 // time. Pages continue from the last score read, skipping the entries at
 // that score already read.
-func (s *Store) changesSince(ctx context.Context, g *groupPlan, lo string) ([]redis.Z, error) {
+func (s *Store) changesSince(ctx context.Context, g *groupPlan, lo string, p *pace.Pacer) ([]redis.Z, error) {
 	var out []redis.Z
 	offset := int64(0)
 	for {
@@ -321,7 +327,7 @@ func (s *Store) changesSince(ctx context.Context, g *groupPlan, lo string) ([]re
 		} else {
 			lo, offset = next, atLast
 		}
-		runtime.Gosched()
+		p.Yield()
 	}
 }
 
@@ -330,13 +336,13 @@ func (s *Store) changesSince(ctx context.Context, g *groupPlan, lo string) ([]re
 // waits well under its deadline.
 const nearlineChunk = 200
 
-func (s *Store) refreshNearlineGroup(ctx context.Context, k int, g *groupPlan) error {
+func (s *Store) refreshNearlineGroup(ctx context.Context, k int, g *groupPlan, p *pace.Pacer) error {
 	cur := s.view.Load()
 	lo := "-inf"
 	if t := cur.items.near[k]; t != nil && t.cursor > 0 {
 		lo = strconv.FormatInt(t.cursor-s.opts.NearlineOverlap.Milliseconds(), 10)
 	}
-	zs, err := s.changesSince(ctx, g, lo)
+	zs, err := s.changesSince(ctx, g, lo, p)
 	if err != nil {
 		return err
 	}
@@ -390,11 +396,10 @@ func (s *Store) refreshNearlineGroup(ctx context.Context, k int, g *groupPlan) e
 		for i, c := range cmds {
 			fields[from+i] = c.Val()
 		}
-		// Refreshes are background work: let requests run first.
-		runtime.Gosched()
+		p.Yield() // background work: requests first
 	}
 	next := &view{users: cur.users, pairs: cur.pairs}
-	items, changed, bad := cur.items.withNearline(k, g, ids, fields, cursor, recent)
+	items, changed, bad := cur.items.withNearline(k, g, ids, fields, cursor, recent, p)
 	if bad > 0 {
 		corruptValuesTotal.WithLabelValues(g.name).Add(float64(bad))
 	}
@@ -406,7 +411,7 @@ func (s *Store) refreshNearlineGroup(ctx context.Context, k int, g *groupPlan) e
 	if cur.items.near[k] == nil {
 		rebuild = nil // the group turns from unavailable to read: every item
 	}
-	if err := s.buildRecords(items, rebuild, now); err != nil {
+	if err := s.buildRecords(items, rebuild, now, p); err != nil {
 		return err
 	}
 	next.items = items

@@ -265,7 +265,7 @@ func TestItemViewNearlineUpdates(t *testing.T) {
 		return string(b)
 	}
 	// "c" is only known to the nearline lane: it gets a dense index too.
-	v2, _, bad := v.withNearline(0, ng, []string{"b", "c"}, []map[string]string{{"item_ctr_1h": val(1000, 0.5)}, {"item_ctr_1h": val(2000, 0.25), "unknown": "x"}}, 2000, nil)
+	v2, _, bad := v.withNearline(0, ng, []string{"b", "c"}, []map[string]string{{"item_ctr_1h": val(1000, 0.5)}, {"item_ctr_1h": val(2000, 0.25), "unknown": "x"}}, 2000, nil, nil)
 	if bad != 0 {
 		t.Fatalf("%d values not decoded", bad)
 	}
@@ -299,7 +299,7 @@ func TestItemViewNearlineUpdates(t *testing.T) {
 		t.Error("a has a nearline value")
 	}
 	// A later refresh overwrites b; an emptied hash (key expired) clears it.
-	v3, _, _ := v2.withNearline(0, ng, []string{"b", "c"}, []map[string]string{{"item_ctr_1h": val(3000, 0.75)}, {}}, 3000, nil)
+	v3, _, _ := v2.withNearline(0, ng, []string{"b", "c"}, []map[string]string{{"item_ctr_1h": val(3000, 0.75)}, {}}, 3000, nil, nil)
 	if x, _, _ := nearVal(v3, "b"); x != 0.75 {
 		t.Errorf("b after update = %v, want 0.75", x)
 	}
@@ -417,11 +417,11 @@ func TestItemRecordsMatchPerValueFill(t *testing.T) {
 		{"item_ctr_1h": enc("item_ctr_1h", now-30_000, features.Value{Float: 0.25}), "item_clicks_1h": enc("item_clicks_1h", now-30_000, features.Value{Int: 3})},
 		{"item_ctr_1h": enc("item_ctr_1h", now-5*minute, features.Value{Float: 0.75})},
 		{"item_clicks_1h": enc("item_clicks_1h", now-2*hour+10_000, features.Value{Int: 1})},
-	}, now, nil)
+	}, now, nil, nil)
 	if bad != 0 {
 		t.Fatalf("%d values not decoded", bad)
 	}
-	must(t, st.buildRecords(v, nil, now))
+	must(t, st.buildRecords(v, nil, now, nil))
 
 	itemFeatures := fs.Entity(features.EntityItem)
 	fill := func(d int32, at int64) (*features.Record, []GroupResult, int64) {
