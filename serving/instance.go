@@ -121,9 +121,16 @@ func NewInstance(ctx context.Context, cfg config.Config, log *slog.Logger, o Ins
 	}
 	async := NewAsyncPublisher(preds, log, 10000, predictionBatch, 2*time.Second)
 	shadow := NewShadowScorer(pipe, async, o.Name, log, cfg.Server.ShadowQueue)
+	// Batch predictions (config predictions; batchpred.go): nil when off.
+	batchPreds, err := newPredictionsReader(cfg, rdb, log)
+	if err != nil {
+		producer.Close()
+		preds.Close()
+		return nil, err
+	}
 	svc := NewService(log, producer, async, Options{
 		Producer: o.Name, IngestTimeout: cfg.Server.IngestTimeout,
-		Pipeline: pipe, Admission: adm, Shadow: shadow,
+		Pipeline: pipe, Admission: adm, Shadow: shadow, Predictions: batchPreds,
 	})
 	opts, err := serverOptions(cfg.Server)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/adaptrec/adaptrec/events"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
+	"github.com/adaptrec/adaptrec/predictions"
 	"github.com/adaptrec/adaptrec/serving/admission"
 )
 
@@ -62,6 +63,11 @@ type Options struct {
 	Admission *admission.Controller
 	// Shadow scores mirrored requests with the shadow model; nil: none.
 	Shadow *ShadowScorer
+	// Predictions reads the users' batch predictions, the level answering
+	// when the pipeline cannot (DEGRADATION_LEVEL_BATCH_PREDICTIONS);
+	// nil: popularity answers at once. RunBackground refreshes its
+	// pointer.
+	Predictions *predictions.Reader
 	// CacheSlots bounds the last-good-response cache (default 65536
 	// users); CacheTTL is how old a cached response may be served
 	// (default 1 hour).
@@ -116,8 +122,14 @@ func NewService(log *slog.Logger, pub Publisher, async *AsyncPublisher, opts Opt
 	}
 }
 
-// RunBackground refreshes rankings until ctx is cancelled.
+// RunBackground refreshes rankings, and which batch predictions are
+// current, until ctx is cancelled.
 func (s *Service) RunBackground(ctx context.Context) {
+	if r := s.opts.Predictions; r != nil {
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		defer func() { <-done }()
+	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -226,7 +238,8 @@ func (s *Service) validateRecommend(req *adaptrecv1.RecommendRequest) error {
 // Recommend ranks items for a user through the pipeline and, when the
 // pipeline cannot answer, through the lower levels of the degradation
 // hierarchy: full → stale features → simple ranking (inside the pipeline) →
-// popularity → the user's last good response. It fails only when no level
+// the user's batch predictions, else popularity → the user's last good
+// response. It fails only when no level
 // can answer, or when admission control sheds the request.
 func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendRequest) (*adaptrecv1.RecommendResponse, error) {
 	start := time.Now()
@@ -238,8 +251,9 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 	}
 	// Admission: a request the server has no room for is shed when LOW;
 	// a NORMAL one is answered by the model-free levels instead (a brownout:
-	// a popularity list costs microseconds, the pipeline milliseconds), and
-	// shed only when those cannot answer; HIGH is never shed for latency.
+	// a batch-predictions list costs one Redis GET and a popularity list
+	// microseconds, the pipeline milliseconds), and shed only when those
+	// cannot answer; HIGH is never shed for latency.
 	brownout := false
 	if s.opts.Admission != nil {
 		prio := admission.FromProto(req.GetPriority())
@@ -297,7 +311,7 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 		if brownout {
 			fallbackTotal.WithLabelValues("overload").Inc()
 		}
-		if !s.answerWithoutModel(req, n, now, resp, pred) {
+		if !s.answerWithoutModel(ctx, req, n, now, resp, pred) {
 			if brownout {
 				return nil, status.Error(codes.ResourceExhausted, "server overloaded and no fallback list available; retry with backoff")
 			}
@@ -322,16 +336,20 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 	return resp, nil
 }
 
-// answerWithoutModel fills resp from the model-free levels: popularity
-// from the catalogue's item features, or from the interactions ingested here,
-// then the user's last good response. It reports false when none can answer.
-func (s *Service) answerWithoutModel(req *adaptrecv1.RecommendRequest, n int, now time.Time, resp *adaptrecv1.RecommendResponse, pred *adaptrecv1.PredictionEvent) bool {
+// answerWithoutModel fills resp from the levels that rank nothing now: the
+// user's batch predictions, else popularity from the catalogue's item
+// features or from the interactions ingested here, then the user's last
+// good response. It reports false when none can answer.
+func (s *Service) answerWithoutModel(ctx context.Context, req *adaptrecv1.RecommendRequest, n int, now time.Time, resp *adaptrecv1.RecommendResponse, pred *adaptrecv1.PredictionEvent) bool {
 	var exclude map[string]bool
 	if recent := req.GetContext().GetRecentItemIds(); len(recent) > 0 {
 		exclude = make(map[string]bool, len(recent))
 		for _, id := range recent {
 			exclude[id] = true
 		}
+	}
+	if s.answerFromBatch(ctx, req, n, now, exclude, resp, pred) {
+		return true
 	}
 	var ranked []ScoredItem
 	if p := s.opts.Pipeline; p != nil {
