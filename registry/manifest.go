@@ -34,11 +34,16 @@ const (
 	RoleANNIndex Role = "ann_index"
 	// RoleCovisit is a co-visitation table (serving/covisit).
 	RoleCovisit Role = "covisit"
+	// RoleUserVectors is a table of user vectors by user id
+	// (trainer/retrieval.UserVectors) from the same training run as the
+	// index's item vectors, so serving can retrieve for a user without
+	// recent items.
+	RoleUserVectors Role = "user_vectors"
 	// RoleOther is anything else the model ships (calibration, vocabularies).
 	RoleOther Role = "other"
 )
 
-var roles = []Role{RoleRanker, RoleEmbeddings, RoleIndex, RoleANNIndex, RoleCovisit, RoleOther}
+var roles = []Role{RoleRanker, RoleEmbeddings, RoleIndex, RoleANNIndex, RoleCovisit, RoleUserVectors, RoleOther}
 
 // File is one artifact of a version as its manifest records it.
 type File struct {

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/online"
 	"github.com/adaptrec/adaptrec/internal/onnxrt"
@@ -24,13 +27,15 @@ const (
 	ArtifactIVF     = "items.ivf"
 	ArtifactANN     = "items.ann"
 	ArtifactCovisit = "covisit.bin"
+	ArtifactUsers   = "users.emb"
 )
 
 // Model is one registered model version loaded for serving: the ONNX ranker
 // in ONNX Runtime, the same ranker's Go forward pass (the simple-ranking
 // level, which needs no ONNX Runtime), the feature layout its rows follow
-// and an assembler for it, the item embeddings with their fold-in, and the
-// ANN index over them. A Model is immutable; serving swaps whole models.
+// and an assembler for it, the item embeddings with their fold-in, the ANN
+// index over them, the co-visitation table and the user vectors of the
+// same training run. A Model is immutable; serving swaps whole models.
 type Model struct {
 	Version  string
 	Manifest registry.Manifest
@@ -55,6 +60,10 @@ type Model struct {
 	// so one pair of id maps serves both.
 	covisit          *covisit.Table
 	covisitSameItems bool
+	// users are the user vectors the training run learned with the IVF's
+	// item vectors (users.emb), for a user without recent items; nil for
+	// a version without them.
+	users *retrieval.UserVectors
 
 	LoadedIn time.Duration
 }
@@ -68,8 +77,10 @@ type ModelSource interface {
 // LoadModel reads a version's artifacts (each checked against the
 // manifest's size and SHA-256 by the registry), checks that the store's
 // feature definitions can build its rows, and loads the ranker into ONNX
-// Runtime and the indexes into memory. Any failure leaves nothing loaded: the
-// caller keeps serving what it had.
+// Runtime and the indexes into memory. users.emb is optional (versions
+// trained before it lack it); when present, its vectors must have the IVF's
+// dims. Any failure leaves nothing loaded: the caller keeps serving what it
+// had.
 func LoadModel(ctx context.Context, src ModelSource, store *online.Store, model, version string, ort onnxrt.Options) (*Model, error) {
 	start := time.Now()
 	m, err := src.Get(ctx, model, version)
@@ -136,6 +147,20 @@ func LoadModel(ctx context.Context, src ModelSource, store *online.Store, model,
 			return nil, fmt.Errorf("load model %s@%s: %s: %w", model, version, ArtifactCovisit, err)
 		}
 	}
+	var users *retrieval.UserVectors
+	if _, ok := m.Artifact(ArtifactUsers); ok {
+		b, err := read(ArtifactUsers)
+		if err != nil {
+			return nil, err
+		}
+		if users, err = retrieval.LoadUserVectors(bytes.NewReader(b)); err != nil {
+			return nil, fmt.Errorf("load model %s@%s: %s: %w", model, version, ArtifactUsers, err)
+		}
+		if users.Dims() != ivf.Dims() {
+			return nil, fmt.Errorf("load model %s@%s: %s holds vectors of %d dimensions, %s %d: not from the same embeddings",
+				model, version, ArtifactUsers, users.Dims(), ArtifactIVF, ivf.Dims())
+		}
+	}
 	sameItems := cov != nil && cov.Len() == ivf.Len()
 	for i := 0; sameItems && i < ivf.Len(); i++ {
 		sameItems = cov.ID(int32(i)) == ivf.ID(int32(i))
@@ -151,7 +176,7 @@ func LoadModel(ctx context.Context, src ModelSource, store *online.Store, model,
 	mod := &Model{
 		Version: version, Manifest: m,
 		layout: layout, asm: asm, scorer: scorer, goRank: goRank,
-		ivf: ivf, embed: embed, ann: idx, covisit: cov, covisitSameItems: sameItems,
+		ivf: ivf, embed: embed, ann: idx, covisit: cov, covisitSameItems: sameItems, users: users,
 	}
 	for _, c := range layout.Columns() {
 		switch c.Entity {
@@ -179,6 +204,34 @@ func (m *Model) Close() error {
 		return nil
 	}
 	return m.scorer.Close()
+}
+
+// userVectorTotal counts the requests by where retrieval's user vector came
+// from; query increments the pre-resolved counters below, which cost no
+// allocation.
+var userVectorTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "adaptrec_serving_user_vector_total",
+	Help: "Requests by the source of the user vector the ANN retrieval searched with: folded in from recent items (recent), the model's stored vector of the user (stored), or none.",
+}, []string{"source"})
+
+var (
+	userVectorRecent = userVectorTotal.WithLabelValues("recent")
+	userVectorStored = userVectorTotal.WithLabelValues("stored")
+	userVectorNone   = userVectorTotal.WithLabelValues("none")
+)
+
+// storedUserVector returns the vector the model's training run learned for
+// user id (users.emb), or nil when the version has none for the user. The
+// vector is the model's own memory, to be read, never written. It does not
+// allocate.
+func (m *Model) storedUserVector(id string) []float32 {
+	if m.users == nil || id == "" {
+		return nil
+	}
+	if i, ok := m.users.Lookup(id); ok {
+		return m.users.Vector(i)
+	}
+	return nil
 }
 
 // errNoModel is returned by model-dependent stages when nothing is loaded.

@@ -1,6 +1,7 @@
 package serving_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,11 +11,13 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -24,12 +27,14 @@ import (
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/objstore"
+	"github.com/adaptrec/adaptrec/internal/onnxrt"
 	"github.com/adaptrec/adaptrec/internal/servingworld"
 	"github.com/adaptrec/adaptrec/internal/testenv"
 	"github.com/adaptrec/adaptrec/registry"
 	"github.com/adaptrec/adaptrec/serving"
 	"github.com/adaptrec/adaptrec/serving/admission"
 	"github.com/adaptrec/adaptrec/trainer/ranker"
+	"github.com/adaptrec/adaptrec/trainer/retrieval"
 )
 
 // served is a serving instance on a small world, over gRPC.
@@ -271,6 +276,180 @@ func TestPipelineServesAndSurvivesFailures(t *testing.T) {
 		})
 	})
 
+	t.Run("returning users without a session get ANN candidates", func(t *testing.T) {
+		// No recent items in the request and no live session: the only
+		// user vector is the one the model's training run stored for the
+		// user (users.emb). A user the model never saw has none, and the
+		// ANN source proposes nothing for them.
+		var returning []string
+		for u, id := range s.world.UserIDs() {
+			if !s.world.InSession(u) {
+				returning = append(returning, id)
+			}
+		}
+		if len(returning) < 5 {
+			t.Fatalf("%d of %d users are without a session; the world should have about 15%%", len(returning), len(s.world.UserIDs()))
+		}
+		returning = returning[:min(len(returning), 12)]
+		stored := userVectorCount(t, "stored")
+		requests := map[string]string{} // request id → user
+		ask := func(user string) {
+			id := fmt.Sprintf("returning-%s-%d", user, len(requests))
+			resp, err := s.client.Recommend(ctx, &adaptrecv1.RecommendRequest{RequestId: id, UserId: user, NumItems: servingworld.NumItems})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.GetModelVersion() != v1 || !modelRanked(resp) || len(resp.GetItems()) != servingworld.NumItems {
+				t.Fatalf("user %s: version %s level %s, %d items; want %s ranked by the model, %d items",
+					user, resp.GetModelVersion(), resp.GetDegradationLevel(), len(resp.GetItems()), v1, servingworld.NumItems)
+			}
+			requests[id] = user
+		}
+		for _, user := range returning {
+			ask(user)
+		}
+		const newcomer = "user-the-model-never-saw"
+		ask(newcomer)
+		if got := userVectorCount(t, "stored") - stored; got < float64(len(returning)) {
+			t.Errorf("the stored user vector was used %v times for %d returning users", got, len(returning))
+		}
+		testenv.Eventually(t, 30*time.Second, func() error {
+			annItems := map[string]int{}
+			recorded := 0
+			for _, e := range testenv.TopicEvents(t, s.cfg.Kafka, events.TopicPredictions) {
+				p := e.GetPrediction()
+				user, ok := requests[p.GetRequestId()]
+				if !ok {
+					continue
+				}
+				recorded++
+				for _, it := range p.GetItems() {
+					if slices.Contains(it.GetSources(), "ann") {
+						annItems[user]++
+					}
+				}
+			}
+			if recorded < len(requests) {
+				return fmt.Errorf("%d of %d PredictionEvents recorded so far", recorded, len(requests))
+			}
+			// The ANN source has a 4 ms deadline, which a loaded test
+			// machine can miss now and then; without the stored vectors
+			// no returning user would get any ANN-sourced item at all.
+			with := 0
+			for _, user := range returning {
+				if annItems[user] > 0 {
+					with++
+				}
+			}
+			if 4*with < 3*len(returning) {
+				return fmt.Errorf("%d of %d returning users without a session were served ANN-sourced items (per user: %v), want at least 3/4", with, len(returning), annItems)
+			}
+			if annItems[newcomer] != 0 {
+				return fmt.Errorf("a user the model never saw, without recent items, was served %d ANN-sourced items", annItems[newcomer])
+			}
+			t.Logf("ANN-sourced items among the %d served to each returning user: %v", servingworld.NumItems, annItems)
+			return nil
+		})
+	})
+
+	t.Run("user vectors are optional and checked", func(t *testing.T) {
+		m, err := s.reg.Get(ctx, s.world.Model, v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.Artifact(serving.ArtifactUsers); !ok {
+			t.Fatalf("the world's version %s has no %s", v1, serving.ArtifactUsers)
+		}
+		// register registers v1's artifacts with users as users.emb, or
+		// without users.emb when users is nil, as a version trained
+		// before it existed.
+		register := func(reason string, users []byte) string {
+			req := registry.RegisterRequest{Model: m.Model, Schema: m.Schema, TrainingSet: m.TrainingSet, CodeVersion: m.CodeVersion,
+				Parameters: map[string]string{"variant": reason}, Metrics: m.Metrics, Actor: "test", Reason: reason}
+			for _, f := range m.Artifacts {
+				b, err := s.reg.ReadArtifact(ctx, m, f.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f.Name == serving.ArtifactUsers {
+					if users == nil {
+						continue
+					}
+					b = users
+				}
+				req.Artifacts = append(req.Artifacts, registry.Artifact{Name: f.Name, Role: f.Role, Data: b})
+			}
+			v, err := s.reg.Register(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v.Version
+		}
+		narrow, err := retrieval.NewUserVectors([]string{s.world.UserIDs()[0]}, []float32{1, 2, 3}, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var narrowBytes bytes.Buffer
+		if err := narrow.Save(&narrowBytes); err != nil {
+			t.Fatal(err)
+		}
+		without := register("without users.emb", nil)
+		for _, tc := range []struct {
+			name, version, want string
+		}{
+			{"without users.emb", without, ""},
+			{"users.emb of other dims", register("users.emb of 3 dims", narrowBytes.Bytes()), "users.emb holds vectors of 3 dimensions, items.ivf 64"},
+			{"corrupt users.emb", register("corrupt users.emb", []byte("not user vectors")), "users.emb: retrieval: corrupt user vectors artifact"},
+		} {
+			loaded, err := serving.LoadModel(ctx, s.reg, s.inst.Store, s.world.Model, tc.version, onnxrt.Options{})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("%s: %v", tc.name, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("%s: LoadModel = %v, want an error containing %q", tc.name, err, tc.want)
+			}
+			if err == nil {
+				loaded.Close()
+			}
+		}
+
+		// A version without users.emb serves; its returning users have no
+		// user vector, so ANN proposes nothing for them.
+		s.promote(without)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if v := s.inst.Models.Set().Production; v == nil || v.Version != without {
+				return fmt.Errorf("production not yet %s", without)
+			}
+			return nil
+		})
+		var user string
+		for u, id := range s.world.UserIDs() {
+			if !s.world.InSession(u) {
+				user = id
+				break
+			}
+		}
+		none := userVectorCount(t, "none")
+		resp, err := s.client.Recommend(ctx, &adaptrecv1.RecommendRequest{UserId: user, NumItems: servingworld.NumItems})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.GetModelVersion() != without || !modelRanked(resp) || len(resp.GetItems()) != servingworld.NumItems {
+			t.Errorf("user %s: version %s level %s, %d items; want %s ranked by the model, %d items",
+				user, resp.GetModelVersion(), resp.GetDegradationLevel(), len(resp.GetItems()), without, servingworld.NumItems)
+		}
+		if got := userVectorCount(t, "none") - none; got != 1 {
+			t.Errorf("%s served a returning user with a user vector (%v requests without one): it has no %s", without, got, serving.ArtifactUsers)
+		}
+		s.promote(v1)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			if v := s.inst.Models.Set().Production; v == nil || v.Version != v1 {
+				return fmt.Errorf("production not yet back to %s", v1)
+			}
+			return nil
+		})
+	})
+
 	t.Run("hot swap under load", func(t *testing.T) {
 		v2 := s.variant("hot swap", false)
 		stop := make(chan struct{})
@@ -446,6 +625,29 @@ func TestPipelineServesAndSurvivesFailures(t *testing.T) {
 		}
 		s.env.StartComponent(testenv.Kafka)
 	})
+}
+
+// userVectorCount is adaptrec_serving_user_vector_total{source} of this
+// process.
+func userVectorCount(t *testing.T, source string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "adaptrec_serving_user_vector_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "source" && l.GetValue() == source {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // modelRanked reports whether the model ranked the response: FULL, or

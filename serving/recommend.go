@@ -268,7 +268,8 @@ func gather(dst, row []float32, cols []features.Column) []float32 {
 
 // query builds the retrieval query: the user's recent items (the request's,
 // then the session's from the nearline store), a user vector folded in from
-// them, the category affinity, and what to exclude.
+// them or, for a user without any, the model's stored vector of the user,
+// the category affinity, and what to exclude.
 func (p *Pipeline) query(v *view, b *binding, req *adaptrecv1.RecommendRequest, se *online.Session, buf *requestBuffers) *retrieve.Query {
 	cat := v.cat
 	buf.recent = buf.recent[:0]
@@ -323,6 +324,17 @@ func (p *Pipeline) query(v *view, b *binding, req *adaptrecv1.RecommendRequest, 
 			buf.vec = vec
 			q.UserVector = vec
 		}
+	}
+	// A returning user without recent items: the vector the model's own
+	// training run learned for them, from the same embeddings as the
+	// index it searches, used in place (retrieval only reads it).
+	if q.UserVector != nil {
+		userVectorRecent.Inc()
+	} else if vec := b.m.storedUserVector(req.GetUserId()); vec != nil {
+		q.UserVector = vec
+		userVectorStored.Inc()
+	} else {
+		userVectorNone.Inc()
 	}
 	return q
 }

@@ -151,7 +151,7 @@ func TestTrainBuildsRegistersAndRunsExternally(t *testing.T) {
 	if err := reg.Verify(ctx, m); err != nil {
 		t.Error(err)
 	}
-	if m.TrainingSet != "ts-train" || len(m.Artifacts) != 6 || m.Metrics[job.MetricAUC] <= 0.5 || m.Parameters["ranker.epochs"] != "3" {
+	if m.TrainingSet != "ts-train" || len(m.Artifacts) != 7 || m.Metrics[job.MetricAUC] <= 0.5 || m.Parameters["ranker.epochs"] != "3" {
 		t.Errorf("registered %+v", m)
 	}
 
@@ -178,7 +178,7 @@ func TestTrainBuildsRegistersAndRunsExternally(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Version == "" || s.Version == version || s.TrainingSet != "ts-train" || s.TrainingSetBuilt || s.Trainer != job.TrainerGo ||
-		!strings.HasPrefix(s.Output, "file://") || len(s.Artifacts) != 6 || s.Metrics[job.MetricAUC] != m.Metrics[job.MetricAUC] {
+		!strings.HasPrefix(s.Output, "file://") || len(s.Artifacts) != 7 || s.Metrics[job.MetricAUC] != m.Metrics[job.MetricAUC] {
 		t.Errorf("--json summary %+v (first version %s, AUC %v)", s, version, m.Metrics[job.MetricAUC])
 	}
 	m2, err := reg.Get(ctx, "ranker", s.Version)

@@ -33,8 +33,8 @@ import (
 
 // cacheFormat versions the cached artifacts and what they are built from:
 // bump it whenever the world's generation or training changes, so that an
-// old cache entry is never served for a new world.
-const cacheFormat = 1
+// old cache entry is never served for a new world. Format 2 added users.emb.
+const cacheFormat = 2
 
 // metaFile is written last into a cache entry: an entry without it is
 // incomplete and rebuilt.
@@ -80,7 +80,7 @@ type artifacts struct {
 }
 
 // artifactNames are the files of a version, in the training job's layout.
-var artifactNames = []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile}
+var artifactNames = []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile, job.UsersFile}
 
 // cacheKey identifies everything the artifacts depend on.
 func cacheKey(fs *features.FeatureSet, o Options) string {
@@ -101,7 +101,8 @@ func cacheKey(fs *features.FeatureSet, o Options) string {
 // entry for these options exists, else built (and then saved there): a
 // ranker trained on rows the online store assembles for synthetic
 // requests, item vectors clustered by category with their IVF and HNSW
-// indexes, and a co-visitation table of the users' sessions.
+// indexes, a co-visitation table of the users' sessions, and user vectors
+// folded in from the users' past sessions against the IVF's vectors.
 func buildModel(ctx context.Context, cfg config.Config, fs *features.FeatureSet, obj *objstore.Store, rdb redis.UniversalClient,
 	g *gen, layout *features.Layout, o Options, progress func(string)) (*artifacts, error) {
 	key := cacheKey(fs, o)
@@ -180,7 +181,20 @@ func buildModel(ctx context.Context, cfg config.Config, fs *features.FeatureSet,
 	progress(fmt.Sprintf("%s: %d items in %d norm bands, built in %s", job.ANNFile, x.Len(), x.Bands(), time.Since(t).Round(time.Millisecond)))
 
 	t = time.Now()
-	visits := g.visits(time.Now())
+	now := time.Now()
+	visits := g.visits(now)
+	users, err := g.userVectors(ctx, ivf, visits, now)
+	if err != nil {
+		return nil, err
+	}
+	buf.Reset()
+	if err := users.Save(&buf); err != nil {
+		return nil, err
+	}
+	a.files[job.UsersFile] = slices.Clone(buf.Bytes())
+	progress(fmt.Sprintf("%s: %d users of %d dims folded in from their past sessions in %s", job.UsersFile, users.Len(), users.Dims(), time.Since(t).Round(time.Millisecond)))
+
+	t = time.Now()
 	table, err := covisit.Build(ctx, visits, covisit.Config{})
 	if err != nil {
 		return nil, fmt.Errorf("servingworld: co-visitation table: %w", err)
@@ -472,6 +486,48 @@ func (g *gen) visits(now time.Time) []covisit.Interaction {
 	return out
 }
 
+// userVectors folds every user with a past session in against the IVF's
+// item vectors (Index.Embedder), from the items of their sessions that
+// ended before now minus an hour: the vectors the training job's ALS gives
+// the users it trained on, and what serving falls back on for a user
+// without recent items. The current sessions stay out, as a training run
+// would not have seen them.
+func (g *gen) userVectors(ctx context.Context, ivf *retrieval.Index, visits []covisit.Interaction, now time.Time) (*retrieval.UserVectors, error) {
+	emb, err := ivf.Embedder()
+	if err != nil {
+		return nil, fmt.Errorf("servingworld: user vectors: %w", err)
+	}
+	trainedBefore := now.Add(-time.Hour)
+	var ids []string
+	var vecs, vec []float32
+	var items []int32
+	// visits hold each user's sessions together.
+	for k := 0; k < len(visits); {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		user := visits[k].User
+		items = items[:0]
+		for ; k < len(visits) && visits[k].User == user; k++ {
+			if i, ok := ivf.Lookup(visits[k].Item); ok && visits[k].Time.Before(trainedBefore) {
+				items = append(items, i)
+			}
+		}
+		if len(items) == 0 {
+			continue
+		}
+		if vec, err = emb.Embed(vec, items, nil); err != nil {
+			return nil, fmt.Errorf("servingworld: user vectors: user %s: %w", user, err)
+		}
+		ids, vecs = append(ids, user), append(vecs, vec...)
+	}
+	u, err := retrieval.NewUserVectors(ids, vecs, ivf.Dims())
+	if err != nil {
+		return nil, fmt.Errorf("servingworld: user vectors: %w", err)
+	}
+	return u, nil
+}
+
 // registerModel registers the artifacts as a version of cfg.Server.Model
 // through the registry and promotes it to production; it returns the
 // version.
@@ -480,6 +536,7 @@ func registerModel(ctx context.Context, cfg config.Config, fs *features.FeatureS
 	c := &registry.Client{Store: obj, Events: pub, Producer: Producer, Features: fs}
 	roles := map[string]registry.Role{
 		job.RankerFile: registry.RoleRanker, job.IndexFile: registry.RoleIndex, job.ANNFile: job.ANNRole, job.CovisitFile: job.CovisitRole,
+		job.UsersFile: job.UsersRole,
 	}
 	req := registry.RegisterRequest{
 		Model: cfg.Server.Model, Schema: layout.Schema(),

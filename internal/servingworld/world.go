@@ -19,10 +19,10 @@
 // gets a plausible value from a hash of the entity and the feature.
 //
 // Building the model artifacts (ranker, IVF and HNSW indexes, co-visitation
-// table) over 200,000 items takes tens of seconds on two cores, so they are
-// cached on disk under a key of everything they depend on (Options.CacheDir);
-// the features are written afresh on every Build because they go to servers
-// that usually start empty.
+// table, user vectors) over 200,000 items takes tens of seconds on two
+// cores, so they are cached on disk under a key of everything they depend on
+// (Options.CacheDir); the features are written afresh on every Build because
+// they go to servers that usually start empty.
 package servingworld
 
 import (
@@ -176,6 +176,12 @@ func (w *World) Favourites(u int) []int {
 	}
 	return out
 }
+
+// InSession reports whether user u is in a session: the nearline store
+// holds the session's recent items. Users who are not are returning users
+// whom serving knows only by their features and the model's stored user
+// vector.
+func (w *World) InSession(u int) bool { return len(w.g.session[u]) > 0 }
 
 // Request returns a realistic RecommendRequest of user u (an index of
 // UserIDs) for NumItems items: a few recent items from the user's

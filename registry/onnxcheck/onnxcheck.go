@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -64,24 +65,49 @@ var _ registry.Validator = (*Validator)(nil)
 //     scores match its Go forward pass within ParityTolerance;
 //   - every index artifact loads as a trainer/retrieval index, every ANN
 //     index as a serving/ann index and every co-visitation table as a
-//     serving/covisit table.
+//     serving/covisit table;
+//   - every user-vectors artifact loads as trainer/retrieval user vectors
+//     (which refuses repeated ids) of the dims of the version's index, which
+//     it must have: user vectors are searched against its item vectors.
 func (v *Validator) Validate(ctx context.Context, m registry.Manifest, artifacts map[string][]byte) error {
 	var bad []string
 	add := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
+	indexes := map[string]*retrieval.Index{}
+	var users []registry.File
 	for _, f := range m.Artifacts {
 		var err error
 		switch f.Role {
 		case registry.RoleIndex:
-			_, err = retrieval.Load(bytes.NewReader(artifacts[f.Name]))
+			var x *retrieval.Index
+			if x, err = retrieval.Load(bytes.NewReader(artifacts[f.Name])); err == nil {
+				indexes[f.Name] = x
+			}
 		case registry.RoleANNIndex:
 			_, err = ann.Load(bytes.NewReader(artifacts[f.Name]))
 		case registry.RoleCovisit:
 			_, err = covisit.Load(bytes.NewReader(artifacts[f.Name]))
+		case registry.RoleUserVectors:
+			users = append(users, f)
 		default:
 			continue
 		}
 		if err != nil {
 			add("%s %s: %v", f.Role, f.Name, err)
+		}
+	}
+	for _, f := range users {
+		u, err := retrieval.LoadUserVectors(bytes.NewReader(artifacts[f.Name]))
+		if err != nil {
+			add("%s %s: %v", f.Role, f.Name, err)
+			continue
+		}
+		if !slices.ContainsFunc(m.Artifacts, func(a registry.File) bool { return a.Role == registry.RoleIndex }) {
+			add("%s %s: the version has no %s artifact whose item vectors its user vectors belong with", f.Role, f.Name, registry.RoleIndex)
+		}
+		for _, name := range slices.Sorted(maps.Keys(indexes)) {
+			if x := indexes[name]; x.Dims() != u.Dims() {
+				add("%s %s holds vectors of %d dims, %s %s of %d: not from the same embeddings", f.Role, f.Name, u.Dims(), registry.RoleIndex, name, x.Dims())
+			}
 		}
 	}
 	f, ok := m.Ranker()

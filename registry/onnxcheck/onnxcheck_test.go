@@ -3,6 +3,7 @@ package onnxcheck_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	onnx "github.com/adaptrec/adaptrec/gen/onnx"
+	"github.com/adaptrec/adaptrec/internal/artifact"
 	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/internal/onnxrt"
 	"github.com/adaptrec/adaptrec/internal/testenv"
@@ -170,6 +172,70 @@ func TestValidatorAcceptsAnExportedRankerAndRefusesCorruptOnes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// userVectors is a user-vectors artifact of users of dims.
+func userVectors(t *testing.T, ids []string, dims int) []byte {
+	t.Helper()
+	vecs := make([]float32, len(ids)*dims)
+	for i := range vecs {
+		vecs[i] = float32(i%7) / 7
+	}
+	u, err := retrieval.NewUserVectors(ids, vecs, dims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := u.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestValidatorChecksUserVectors(t *testing.T) {
+	requireRuntime(t)
+	_, good := trained(t)
+	ivf := index(t) // 4 dims
+	withUsers := manifest(t)
+	withUsers.Artifacts = append(withUsers.Artifacts, registry.File{Name: "users.emb", Role: registry.RoleUserVectors})
+	noIndex := manifest(t)
+	noIndex.Artifacts = []registry.File{noIndex.Artifacts[0], {Name: "users.emb", Role: registry.RoleUserVectors}}
+	users := userVectors(t, []string{"u1", "u2", "u3"}, 4)
+	// A repeated id, which NewUserVectors never writes: the second id
+	// ("u2", after the header, a length byte, "u1" and a length byte)
+	// overwritten with the first, and the checksum recomputed.
+	repeated := bytes.Clone(users)
+	copy(repeated[64+1+2+1:], "u1")
+	v := &onnxcheck.Validator{}
+	for _, tc := range []struct {
+		name  string
+		m     registry.Manifest
+		users []byte
+		want  string
+	}{
+		{"of the index's dims", withUsers, users, ""},
+		{"of other dims", withUsers, userVectors(t, []string{"u1", "u2"}, 3), "user_vectors users.emb holds vectors of 3 dims, index items.ivf of 4"},
+		{"corrupt", withUsers, append(bytes.Clone(users[:len(users)-1]), users[len(users)-1]^1), "user_vectors users.emb: retrieval: corrupt user vectors artifact"},
+		{"repeated id", withUsers, reseal(repeated), `ids must ascend, each once`},
+		{"without an index", noIndex, users, "the version has no index artifact"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := v.Validate(t.Context(), tc.m, map[string][]byte{"ranker.onnx": good, "items.ivf": ivf, "users.emb": tc.users})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// reseal recomputes an artifact's CRC-32C (internal/artifact's frame)
+// after its bytes were edited.
+func reseal(b []byte) []byte {
+	binary.LittleEndian.PutUint32(b[60:], artifact.Checksum(b[:64], b[64:]))
+	return b
 }
 
 // TestValidatorInRegister registers through a registry client that uses

@@ -95,20 +95,23 @@ func ParseEvent(line string) (Event, bool) {
 // completes and checks the layout it wrote. The program reads the training
 // set and the event log from Input.Store itself, so Input.Data is refused.
 //
-// A program must write ranker.onnx, items.ivf and metadata.json; items.ann
-// and covisit.bin are serving indexes derived from the embeddings and the
-// event log, which a GPU trainer should not have to reimplement. When the
-// program's metadata (format 1, or format 2) lists neither or only one of
-// them, Command derives the missing ones exactly as GoTrainer builds them —
-// items.ann from items.ivf's vectors, covisit.bin from the positives of the
-// job's event range read from Store — after checking that items.ivf is the
-// one the metadata lists, that the program's embeddings read the job's
-// event range and counted its positives, and that those positives name
-// items.ivf's items; it then rewrites metadata.json as format
-// MetadataFormat with their sections marked BuiltByRunner, reporting the
-// ann, covisit and write stages through Progress. A program that writes the
-// whole layout is left untouched. Either way the result must pass
-// CheckLayout and be this job's.
+// A program must write ranker.onnx, items.ivf and metadata.json; items.ann,
+// covisit.bin and users.emb are serving artifacts derived from the
+// embeddings and the event log, which a GPU trainer should not have to
+// reimplement. When the program's metadata (format 1, or format 2) does not
+// list all three, Command derives the missing ones: users.emb by folding
+// every user of the job's positives in against items.ivf's vectors
+// (Index.Embedder, with its regularization and alpha), items.ann from
+// items.ivf's vectors and covisit.bin from the positives of the job's event
+// range read from Store, exactly as GoTrainer builds them. It first checks
+// that items.ivf is the one the metadata lists and, when it needs the
+// positives, that the program's embeddings read the job's event range and
+// counted its positives, and that those positives name items.ivf's items;
+// it then rewrites metadata.json as format MetadataFormat with their
+// sections marked BuiltByRunner, reporting the embeddings, ann, covisit and
+// write stages through Progress. A program that writes the whole layout is
+// left untouched. Either way the result must pass CheckLayout and be this
+// job's.
 type Command struct {
 	// Path is the program; Args come before the protocol's flags.
 	Path string
@@ -121,8 +124,8 @@ type Command struct {
 	S3 *config.S3
 	// Store, when set, is the store Input.Store names, from which Command
 	// reads the training set's manifest and the job's positives to derive
-	// covisit.bin; nil opens Input.Store (s3://) through S3. It is opened
-	// only when the program did not write covisit.bin.
+	// covisit.bin and users.emb; nil opens Input.Store (s3://) through S3.
+	// It is opened only when the program did not write one of them.
 	Store offline.Store
 	// Progress, when set, receives the program's progress lines, then
 	// Command's own stages when it derives artifacts.

@@ -6,7 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/adaptrec/adaptrec/features/offline"
@@ -14,16 +18,18 @@ import (
 	"github.com/adaptrec/adaptrec/trainer/retrieval"
 )
 
-// complete derives the serving indexes an external program's layout lacks
-// (see Command): items.ann from items.ivf's vectors and covisit.bin from
-// the positives of the job's event range, each as GoTrainer builds it,
-// then rewrites metadata.json as format MetadataFormat with their
-// sections, marked BuiltByRunner, and their sizes and SHA-256. A layout
-// that lists both, or that CheckLayout refuses before any of this matters
-// (no or undecodable metadata.json, an unknown format), is left untouched
-// for CheckLayout to judge. Nothing is written unless everything was
-// derived, and metadata.json is written last, so a failure leaves the
-// program's metadata, which CheckLayout refuses.
+// complete derives the serving artifacts an external program's layout
+// lacks (see Command): users.emb by folding every user of the job's
+// positives in against items.ivf's vectors, items.ann from items.ivf's
+// vectors and covisit.bin from the positives of the job's event range,
+// the last two as GoTrainer builds them, then rewrites metadata.json as
+// format MetadataFormat with their sections, marked BuiltByRunner, and
+// their sizes and SHA-256. A layout that lists all three, or that
+// CheckLayout refuses before any of this matters (no or undecodable
+// metadata.json, an unknown format), is left untouched for CheckLayout to
+// judge. Nothing is written unless everything was derived, and
+// metadata.json is written last, so a failure leaves the program's
+// metadata, which CheckLayout refuses (format 1) or reads as it was.
 func (c *Command) complete(ctx context.Context, in Input, out Dir, report func(Progress)) error {
 	b, err := out.Get(ctx, MetadataFile)
 	if errors.Is(err, ErrNotFound) {
@@ -44,10 +50,13 @@ func (c *Command) complete(ctx context.Context, in Input, out Dir, report func(P
 	for _, a := range md.Artifacts {
 		listed[a.Name] = true
 	}
-	var missing []string
-	for _, name := range []string{ANNFile, CovisitFile} {
+	var missing, fromPositives []string
+	for _, name := range []string{UsersFile, ANNFile, CovisitFile} {
 		if !listed[name] {
 			missing = append(missing, name)
+			if name != ANNFile {
+				fromPositives = append(fromPositives, name)
+			}
 		}
 	}
 	if len(missing) == 0 {
@@ -65,16 +74,52 @@ func (c *Command) complete(ctx context.Context, in Input, out Dir, report func(P
 	if err != nil {
 		return err
 	}
-	first := StageANN
-	if listed[ANNFile] {
+	// The stages in the order the Go trainer runs them: the user vectors
+	// belong to the embeddings.
+	first := StageEmbeddings
+	switch {
+	case listed[UsersFile] && !listed[ANNFile]:
+		first = StageANN
+	case listed[UsersFile]:
 		first = StageCovisit
 	}
-	report(Progress{Stage: first, Message: fmt.Sprintf("the program's layout (metadata format %d) lacks %s: the runner derives them as the Go trainer builds them",
+	report(Progress{Stage: first, Message: fmt.Sprintf("the program's layout (metadata format %d) lacks %s: the runner derives them",
 		md.Format, strings.Join(missing, " and "))})
 
 	g := &GoTrainer{}
 	files := map[string][]byte{}
 	timings := map[string]float64{}
+	var pos *positiveSet
+	if len(fromPositives) > 0 {
+		start := time.Now()
+		stage := StageCovisit
+		if !listed[UsersFile] {
+			stage = StageEmbeddings
+		}
+		if pos, err = c.positives(ctx, in, md, ivf, stage, fromPositives, report, invalid); err != nil {
+			return err
+		}
+		timings["positives"] = time.Since(start).Seconds()
+	}
+	if !listed[UsersFile] {
+		start := time.Now()
+		report(Progress{Stage: StageEmbeddings, Message: fmt.Sprintf("folding %d users in from their positives against %s's vectors", len(pos.users), IndexFile)})
+		u, err := foldInUsers(ctx, pos, ivf, g.Workers)
+		if err != nil {
+			if errors.Is(err, retrieval.ErrNoFoldIn) {
+				return invalid("%s: %v: the runner folds the users in with its regularization and alpha", IndexFile, err)
+			}
+			return fmt.Errorf("derive %s: %w", UsersFile, err)
+		}
+		var buf bytes.Buffer
+		if err := u.Save(&buf); err != nil {
+			return fmt.Errorf("derive %s: %w", UsersFile, err)
+		}
+		md.UserVectors, files[UsersFile] = UserVectors{BuiltBy: BuiltByRunner, Users: u.Len(), Dims: u.Dims()}, buf.Bytes()
+		timings["users"] = time.Since(start).Seconds()
+		report(Progress{Stage: StageEmbeddings, Message: fmt.Sprintf("%s: %d users of %d dims in %.1fs", UsersFile, u.Len(), u.Dims(), timings["users"]),
+			Metrics: map[string]float64{"seconds": timings["users"]}})
+	}
 	if !listed[ANNFile] {
 		start := time.Now()
 		vecs := make([]float32, 0, ivf.Len()*ivf.Dims())
@@ -95,39 +140,6 @@ func (c *Command) complete(ctx context.Context, in Input, out Dir, report func(P
 	}
 	if !listed[CovisitFile] {
 		start := time.Now()
-		st, err := c.store(ctx, in)
-		if err != nil {
-			return err
-		}
-		m, err := offline.ReadManifest(ctx, st, in.TrainingSet)
-		if err != nil {
-			return fmt.Errorf("derive %s: %w", CovisitFile, err)
-		}
-		if md.Split.Cutoff.IsZero() {
-			return invalid("metadata.json has no split.cutoff: the runner needs it to find the embeddings' event range")
-		}
-		e, err := eventRange(in, m.From, md.Split.Cutoff)
-		if err != nil {
-			return invalid("%v", err)
-		}
-		got := md.Embeddings
-		if got.Topic != e.Topic || !got.From.Equal(e.From) || !got.To.Equal(e.To) {
-			return invalid("the program's embeddings read %s in [%s, %s), but the job's event range is %s in [%s, %s) (the input's events up to the split's cutoff %s): "+
-				"covisit.bin must learn from the embeddings' positives; read the job's range",
-				got.Topic, rfc3339(got.From), rfc3339(got.To), e.Topic, rfc3339(e.From), rfc3339(e.To), rfc3339(md.Split.Cutoff))
-		}
-		report(Progress{Stage: StageCovisit, Message: fmt.Sprintf("reading positives of %s in [%s, %s)", e.Topic, rfc3339(e.From), rfc3339(e.To))})
-		pos, err := readPositives(ctx, st, &e, in.Params.Embeddings.Weights)
-		if err != nil {
-			return fmt.Errorf("derive %s: %w", CovisitFile, err)
-		}
-		if e.Positives != got.Positives {
-			return invalid("the job's event range holds %d positives (weights %v), the program's embeddings counted %d: covisit.bin would not learn from the embeddings' positives",
-				e.Positives, in.Params.Embeddings.Weights, got.Positives)
-		}
-		if err := sameItems(pos, ivf); err != nil {
-			return invalid("%v: covisit.bin's items must be %s's, in its order", err, IndexFile)
-		}
 		t, covMD, err := g.covisitTable(ctx, in.Params, pos.visits, ivf.Len(), report)
 		if err != nil {
 			return fmt.Errorf("derive %s: %w", CovisitFile, err)
@@ -170,6 +182,9 @@ func (c *Command) complete(ctx context.Context, in Input, out Dir, report func(P
 		}
 	}
 	set := map[string]any{"format": MetadataFormat, "artifacts": md.Artifacts, "timings_s": timings}
+	if _, ok := files[UsersFile]; ok {
+		set["user_vectors"] = md.UserVectors
+	}
 	if _, ok := files[ANNFile]; ok {
 		set["ann"], params["ann"] = md.ANN, mustJSON(in.Params.ANN)
 	}
@@ -189,6 +204,118 @@ func (c *Command) complete(ctx context.Context, in Input, out Dir, report func(P
 	}
 	report(Progress{Stage: StageWrite, Message: fmt.Sprintf("wrote %s and %s (format %d) into %s", strings.Join(missing, ", "), MetadataFile, MetadataFormat, uri)})
 	return nil
+}
+
+// positives reads the positives of the job's event range from the store,
+// for the artifacts (names) the runner derives from them, after checking
+// that the program's embeddings read that range (the input's events up to
+// the split's cutoff) and counted the same positives, and that those
+// positives name exactly items.ivf's items: derived artifacts must learn
+// from what the embeddings learned from.
+func (c *Command) positives(ctx context.Context, in Input, md Metadata, ivf *retrieval.Index, stage Stage, names []string,
+	report func(Progress), invalid func(format string, args ...any) error) (*positiveSet, error) {
+	what := strings.Join(names, " and ")
+	st, err := c.store(ctx, in, what)
+	if err != nil {
+		return nil, err
+	}
+	m, err := offline.ReadManifest(ctx, st, in.TrainingSet)
+	if err != nil {
+		return nil, fmt.Errorf("derive %s: %w", what, err)
+	}
+	if md.Split.Cutoff.IsZero() {
+		return nil, invalid("metadata.json has no split.cutoff: the runner needs it to find the embeddings' event range")
+	}
+	e, err := eventRange(in, m.From, md.Split.Cutoff)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	got := md.Embeddings
+	if got.Topic != e.Topic || !got.From.Equal(e.From) || !got.To.Equal(e.To) {
+		return nil, invalid("the program's embeddings read %s in [%s, %s), but the job's event range is %s in [%s, %s) (the input's events up to the split's cutoff %s): "+
+			"%s must learn from the embeddings' positives; read the job's range",
+			got.Topic, rfc3339(got.From), rfc3339(got.To), e.Topic, rfc3339(e.From), rfc3339(e.To), rfc3339(md.Split.Cutoff), what)
+	}
+	report(Progress{Stage: stage, Message: fmt.Sprintf("reading positives of %s in [%s, %s)", e.Topic, rfc3339(e.From), rfc3339(e.To))})
+	pos, err := readPositives(ctx, st, &e, in.Params.Embeddings.Weights)
+	if err != nil {
+		return nil, fmt.Errorf("derive %s: %w", what, err)
+	}
+	if e.Positives != got.Positives {
+		return nil, invalid("the job's event range holds %d positives (weights %v), the program's embeddings counted %d: %s would not learn from the embeddings' positives",
+			e.Positives, in.Params.Embeddings.Weights, got.Positives, what)
+	}
+	if err := sameItems(pos, ivf); err != nil {
+		return nil, invalid("%v: the items of %s must be %s's, in its order", err, what, IndexFile)
+	}
+	return pos, nil
+}
+
+// foldInUsers returns the vectors of every user of the positives, each
+// folded in (Index.Embedder) from the user's positives, with the strengths
+// the embeddings train on, against the index's item vectors: the vector
+// ALS gives the user against those items, which for the Go trainer's own
+// items.ivf is its trained user factors bit for bit. The positives must
+// name the index's items in id order (sameItems). Users are split over
+// workers goroutines (0: GOMAXPROCS); the result does not depend on it.
+func foldInUsers(ctx context.Context, pos *positiveSet, ivf *retrieval.Index, workers int) (*retrieval.UserVectors, error) {
+	emb, err := ivf.Embedder()
+	if err != nil {
+		return nil, err
+	}
+	userIDs, userOf := sortedIDs(pos.users)
+	_, itemOf := sortedIDs(pos.items)
+	// Each user's pairs, user after user.
+	n, d := len(userIDs), ivf.Dims()
+	off := make([]int, n+1)
+	for k := range pos.strength {
+		off[userOf[k[0]]+1]++
+	}
+	for u := range n {
+		off[u+1] += off[u]
+	}
+	items := make([]int32, len(pos.strength))
+	strengths := make([]float32, len(pos.strength))
+	next := slices.Clone(off[:n])
+	for k, s := range pos.strength {
+		u := userOf[k[0]]
+		items[next[u]], strengths[next[u]] = itemOf[k[1]], float32(s)
+		next[u]++
+	}
+	vecs := make([]float32, n*d)
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	const chunk = 256
+	var nextChunk atomic.Int64
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				lo := int(nextChunk.Add(chunk)) - chunk
+				if lo >= n || ctx.Err() != nil {
+					return
+				}
+				for u := lo; u < min(lo+chunk, n); u++ {
+					// Embed writes into dst in place: its capacity is dims.
+					dst := vecs[u*d : (u+1)*d : (u+1)*d]
+					if _, err := emb.Embed(dst, items[off[u]:off[u+1]], strengths[off[u]:off[u+1]]); err != nil {
+						errs[w] = fmt.Errorf("user %q: %w", userIDs[u], err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return retrieval.NewUserVectors(userIDs, vecs, d)
 }
 
 // readIndex reads the layout's items.ivf, checked against its metadata:
@@ -252,9 +379,9 @@ func sameJob(uri string, md Metadata, in Input) error {
 	return nil
 }
 
-// store is where the runner reads the job's positives: Store, else the
-// store Input.Store names, through S3.
-func (c *Command) store(ctx context.Context, in Input) (offline.Store, error) {
+// store is where the runner reads the job's positives to derive what:
+// Store, else the store Input.Store names, through S3.
+func (c *Command) store(ctx context.Context, in Input, what string) (offline.Store, error) {
 	if c.Store != nil {
 		return c.Store, nil
 	}
@@ -264,7 +391,7 @@ func (c *Command) store(ctx context.Context, in Input) (offline.Store, error) {
 	}
 	st, err := OpenStore(ctx, in.Store, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("derive %s from the job's positives: %w (or set Command.Store)", CovisitFile, err)
+		return nil, fmt.Errorf("derive %s from the job's positives: %w (or set Command.Store)", what, err)
 	}
 	return st, nil
 }

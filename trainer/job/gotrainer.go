@@ -212,8 +212,11 @@ func (g *GoTrainer) Train(ctx context.Context, in Input, out Dir) (*Layout, erro
 	if err != nil {
 		return nil, err
 	}
-	var ivf, annBytes, covBytes bytes.Buffer
+	var ivf, annBytes, covBytes, userBytes bytes.Buffer
 	if err := items.index.Save(&ivf); err != nil {
+		return nil, err
+	}
+	if err := items.users.Save(&userBytes); err != nil {
 		return nil, err
 	}
 	if err := annIndex.Save(&annBytes); err != nil {
@@ -222,8 +225,8 @@ func (g *GoTrainer) Train(ctx context.Context, in Input, out Dir) (*Layout, erro
 	if err := table.Save(&covBytes); err != nil {
 		return nil, err
 	}
-	report(Progress{Stage: StageExport, Message: fmt.Sprintf("%s %d bytes, %s %d bytes, %s %d bytes, %s %d bytes",
-		RankerFile, len(rankerONNX), IndexFile, ivf.Len(), ANNFile, annBytes.Len(), CovisitFile, covBytes.Len())})
+	report(Progress{Stage: StageExport, Message: fmt.Sprintf("%s %d bytes, %s %d bytes, %s %d bytes, %s %d bytes, %s %d bytes",
+		RankerFile, len(rankerONNX), IndexFile, ivf.Len(), ANNFile, annBytes.Len(), CovisitFile, covBytes.Len(), UsersFile, userBytes.Len())})
 	timed("export")
 
 	// Write: artifacts, then the metadata.
@@ -235,10 +238,11 @@ func (g *GoTrainer) Train(ctx context.Context, in Input, out Dir) (*Layout, erro
 		Format: MetadataFormat, JobID: in.JobID, Trainer: TrainerGo, CodeVersion: cmp.Or(g.CodeVersion, CodeVersion()),
 		CreatedAt: now().UTC().Truncate(time.Millisecond), TrainingSet: m.ID,
 		SchemaHash: m.Model.SchemaHash, Schema: m.Model, InputWidth: m.Width,
-		Params: in.Params, Split: split, Embeddings: items.meta, ANN: annMD, Covisit: covMD, Metrics: metrics,
+		Params: in.Params, Split: split, Embeddings: items.meta, ANN: annMD, Covisit: covMD,
+		UserVectors: UserVectors{Users: items.users.Len(), Dims: items.users.Dims()}, Metrics: metrics,
 	}
 	files := map[string][]byte{InputFile: inputJSON, RankerFile: rankerONNX, IndexFile: ivf.Bytes(),
-		ANNFile: annBytes.Bytes(), CovisitFile: covBytes.Bytes()}
+		ANNFile: annBytes.Bytes(), CovisitFile: covBytes.Bytes(), UsersFile: userBytes.Bytes()}
 	for _, r := range layoutRoles {
 		md.Artifacts = append(md.Artifacts, artifactOf(r.name, r.role, files[r.name]))
 	}
@@ -359,12 +363,13 @@ func evaluate(scores, labels []float32, trainRate float64) (map[string]float64, 
 }
 
 // itemModels are what the embeddings stage hands on: the trained item
-// vectors, their IVF index, and the positives the co-visitation table
-// learns from.
+// vectors, their IVF index, the trained user vectors by id, and the
+// positives the co-visitation table learns from.
 type itemModels struct {
 	meta  Embeddings
 	model *retrieval.Model
 	index *retrieval.Index
+	users *retrieval.UserVectors
 	// visits are the positives of the event range, one per event.
 	visits []covisit.Interaction
 }
@@ -442,8 +447,8 @@ func readPositives(ctx context.Context, src eventlog.Source, e *Embeddings, weig
 	return s, nil
 }
 
-// embeddings reads the positives before the cutoff, trains ALS and builds
-// the item index.
+// embeddings reads the positives before the cutoff, trains ALS, keeps the
+// user vectors by id and builds the item index.
 func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest, cutoff time.Time,
 	report func(Progress), timed func(string)) (*itemModels, error) {
 	p := in.Params.Embeddings
@@ -480,6 +485,13 @@ func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest
 	if err != nil {
 		return nil, fmt.Errorf("embeddings: %w", err)
 	}
+	// The user factors of the same run as the item vectors, so that a
+	// stored user vector scores the index's items as the model does.
+	users, err := model.UserVectors(userIDs)
+	if err != nil {
+		return nil, fmt.Errorf("embeddings: user vectors: %w", err)
+	}
+	report(Progress{Stage: StageEmbeddings, Message: fmt.Sprintf("user vectors: %d users of %d dims for %s", users.Len(), users.Dims(), UsersFile)})
 	timed("embeddings")
 	index, err := model.BuildIndex(ctx, itemIDs, retrieval.IndexConfig{Lists: p.Lists, NProbe: p.NProbe, Seed: in.Params.Seed, Workers: g.Workers})
 	if err != nil {
@@ -488,7 +500,7 @@ func (g *GoTrainer) embeddings(ctx context.Context, in Input, m offline.Manifest
 	e.Dims, e.Lists, e.NProbe = index.Dims(), index.Lists(), index.NProbe()
 	report(Progress{Stage: StageIndex, Message: fmt.Sprintf("IVF index: %d items of %d dims in %d lists, nprobe %d", index.Len(), index.Dims(), index.Lists(), index.NProbe())})
 	timed("index")
-	return &itemModels{meta: e, model: model, index: index, visits: pos.visits}, nil
+	return &itemModels{meta: e, model: model, index: index, users: users, visits: pos.visits}, nil
 }
 
 // annIndex builds the HNSW index over the ALS item vectors: items rows of

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/signal"
@@ -157,6 +158,9 @@ func copyLayout(ctx context.Context, args []string) error {
 	if slices.Contains(drop, job.CovisitFile) {
 		delete(md, "covisit")
 		delete(params, "covisit")
+	}
+	if slices.Contains(drop, job.UsersFile) {
+		delete(md, "user_vectors")
 	}
 	if v := os.Getenv(layoutEventsFromEnv); v != "" {
 		md["embeddings"].(map[string]any)["from"] = v
@@ -324,7 +328,7 @@ func TestTrainingJobs(t *testing.T) {
 		if !slices.Equal(stages, want) {
 			t.Errorf("progress stages %v, want %v", stages, want)
 		}
-		for _, name := range []string{job.InputFile, job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile, job.MetadataFile} {
+		for _, name := range []string{job.InputFile, job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile, job.UsersFile, job.MetadataFile} {
 			if _, err := os.Stat(filepath.Join(string(dir), name)); err != nil {
 				t.Errorf("layout lacks %s: %v", name, err)
 			}
@@ -335,7 +339,7 @@ func TestTrainingJobs(t *testing.T) {
 		}
 		if back.Metadata.JobID != "job-a" || back.Metadata.TrainingSet != f.set.ID || back.Metadata.SchemaHash != f.fs.SchemaHash() ||
 			back.Metadata.InputWidth != f.set.Width || back.Metadata.Trainer != job.TrainerGo || back.Metadata.CodeVersion == "" ||
-			!back.Metadata.CreatedAt.Equal(fixedNow()) || len(back.Metadata.Artifacts) != 4 {
+			!back.Metadata.CreatedAt.Equal(fixedNow()) || len(back.Metadata.Artifacts) != 5 {
 			t.Errorf("metadata %+v", back.Metadata)
 		}
 		s := md.Split
@@ -351,6 +355,9 @@ func TestTrainingJobs(t *testing.T) {
 		}
 		if c := md.Covisit; c.Items != md.Embeddings.Items || c.Edges == 0 || c.ItemsWithNeighbours < c.Items/2 {
 			t.Errorf("covisit %+v of %d items", c, md.Embeddings.Items)
+		}
+		if u := md.UserVectors; u != (job.UserVectors{Users: md.Embeddings.Users, Dims: 8}) {
+			t.Errorf("user_vectors %+v, want the %d users of the embeddings in 8 dims", u, md.Embeddings.Users)
 		}
 		for _, stage := range []string{"ann", "covisit"} {
 			if _, ok := md.Timings[stage]; !ok {
@@ -475,6 +482,88 @@ func TestTrainingJobs(t *testing.T) {
 		}
 	})
 
+	t.Run("user vectors are the ALS model's", func(t *testing.T) {
+		x, err := retrieval.Load(bytes.NewReader(l.Files[job.IndexFile]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := retrieval.LoadUserVectors(bytes.NewReader(l.Files[job.UsersFile]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Len() != md.Embeddings.Users || u.Dims() != x.Dims() {
+			t.Fatalf("%s holds %d users of %d dims; the embeddings have %d users, %s %d dims", job.UsersFile, u.Len(), u.Dims(), md.Embeddings.Users, job.IndexFile, x.Dims())
+		}
+		// Every user's training positives, read back from the event log.
+		e := md.Embeddings
+		pos := map[string]map[int32]float64{} // summed as the trainer sums them
+		if err := eventlog.Scan(ctx, f.store, e.Topic, e.From, e.To, func(r *eventlog.Row) error {
+			w, ok := md.Params.Embeddings.Weights[r.Action]
+			if !ok || r.UserID == "" || r.ItemID == "" {
+				return nil
+			}
+			i, ok := x.Lookup(r.ItemID)
+			if !ok {
+				return fmt.Errorf("positive item %q is not in %s", r.ItemID, job.IndexFile)
+			}
+			if pos[r.UserID] == nil {
+				pos[r.UserID] = map[int32]float64{}
+			}
+			pos[r.UserID][i] += w
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(pos) != u.Len() {
+			t.Fatalf("%d users have positives, %s holds %d", len(pos), job.UsersFile, u.Len())
+		}
+		emb, err := x.Embedder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(7, 8))
+		var above, pairs int
+		for user, liked := range pos {
+			k, ok := u.Lookup(user)
+			if !ok {
+				t.Fatalf("user %q has positives but no stored vector", user)
+			}
+			v := u.Vector(k)
+			// The ALS user vector: folding the user's own positives in
+			// against items.ivf gives it back bit for bit.
+			var items []int32
+			var strengths []float32
+			for i, s := range liked {
+				items, strengths = append(items, i), append(strengths, float32(s))
+			}
+			folded, err := emb.Embed(nil, items, strengths)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(folded, v) {
+				t.Fatalf("user %q: stored vector %v, folded in from the user's positives %v", user, v, folded)
+			}
+			// It scores the user's positives above random other items.
+			for i := range liked {
+				for range 20 {
+					j := int32(rng.IntN(x.Len()))
+					if _, seen := liked[j]; seen {
+						continue
+					}
+					pairs++
+					if dotf(v, x.Vector(i)) > dotf(v, x.Vector(j)) {
+						above++
+					}
+				}
+			}
+		}
+		auc := float64(above) / float64(pairs)
+		t.Logf("stored user vectors score their training positives above random items in %.3f of %d pairs", auc, pairs)
+		if auc < 0.8 {
+			t.Errorf("stored user vectors score their training positives above random items in only %.3f of pairs (chance: 0.5)", auc)
+		}
+	})
+
 	t.Run("register with the ONNX Runtime validator", func(t *testing.T) {
 		rec := &registrytest.Recorder{}
 		c := &registry.Client{Store: f.store, Events: rec, Features: f.fs, Validator: &onnxcheck.Validator{},
@@ -483,7 +572,7 @@ func TestTrainingJobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.TrainingSet != f.set.ID || m.SchemaHash != f.fs.SchemaHash() || len(m.Artifacts) != 6 ||
+		if m.TrainingSet != f.set.ID || m.SchemaHash != f.fs.SchemaHash() || len(m.Artifacts) != 7 ||
 			m.Parameters["job_id"] != "job-a" || m.Parameters["ranker.hidden"] != "16" || m.Metrics[job.MetricAUC] != md.Metrics[job.MetricAUC] {
 			t.Errorf("registered %+v", m)
 		}
@@ -491,7 +580,7 @@ func TestTrainingJobs(t *testing.T) {
 			t.Error(err)
 		}
 		for name, role := range map[string]registry.Role{job.RankerFile: registry.RoleRanker, job.IndexFile: registry.RoleIndex,
-			job.ANNFile: job.ANNRole, job.CovisitFile: job.CovisitRole} {
+			job.ANNFile: job.ANNRole, job.CovisitFile: job.CovisitRole, job.UsersFile: job.UsersRole} {
 			if a, ok := m.Artifact(name); !ok || a.Role != role {
 				t.Errorf("registered %s: %+v, %v; want role %s", name, a, ok, role)
 			}
@@ -515,7 +604,7 @@ func TestTrainingJobs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile} {
+		for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile, job.UsersFile} {
 			if !bytes.Equal(again.Files[name], l.Files[name]) {
 				t.Errorf("%s differs between two runs with seed 7", name)
 			}
@@ -557,7 +646,7 @@ func TestTrainingJobs(t *testing.T) {
 		}
 		// The same trainer in another process, over s3:// URIs: the same
 		// bytes as in process.
-		for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile} {
+		for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile, job.UsersFile} {
 			if !bytes.Equal(ext.Files[name], l.Files[name]) {
 				t.Errorf("%s of the external run differs from the in-process run", name)
 			}
@@ -567,8 +656,8 @@ func TestTrainingJobs(t *testing.T) {
 		}
 		// A whole layout is the program's: nothing derived, nothing
 		// rewritten.
-		if ext.Metadata.ANN.BuiltBy != "" || ext.Metadata.Covisit.BuiltBy != "" {
-			t.Errorf("the runner rebuilt a whole layout's indexes: ann %+v, covisit %+v", ext.Metadata.ANN, ext.Metadata.Covisit)
+		if ext.Metadata.ANN.BuiltBy != "" || ext.Metadata.Covisit.BuiltBy != "" || ext.Metadata.UserVectors.BuiltBy != "" {
+			t.Errorf("the runner rebuilt a whole layout's artifacts: ann %+v, covisit %+v, user vectors %+v", ext.Metadata.ANN, ext.Metadata.Covisit, ext.Metadata.UserVectors)
 		}
 		var epochs int
 		for _, p := range progress {
@@ -618,30 +707,36 @@ func TestTrainingJobs(t *testing.T) {
 			return l, out, stages, err
 		}
 
-		t.Run("format 1: both derived", func(t *testing.T) {
-			got, out, stages, err := run(t, "job-f1", &job.Command{S3: &f.cfg.S3}, layoutFormatEnv+"=1", layoutDropEnv+"=items.ann,covisit.bin")
+		t.Run("format 1: all derived", func(t *testing.T) {
+			got, out, stages, err := run(t, "job-f1", &job.Command{S3: &f.cfg.S3}, layoutFormatEnv+"=1", layoutDropEnv+"=items.ann,covisit.bin,users.emb")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := []job.Stage{job.StageWrite, job.StageANN, job.StageCovisit, job.StageWrite}; !slices.Equal(stages, want) {
+			if want := []job.Stage{job.StageWrite, job.StageEmbeddings, job.StageANN, job.StageCovisit, job.StageWrite}; !slices.Equal(stages, want) {
 				t.Errorf("progress stages %v, want the program's write, then the runner's %v", stages, want[1:])
 			}
 			// Derived as the Go trainer builds them: the same bytes as
-			// its in-process run on the same job.
-			for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile} {
+			// its in-process run on the same job (users.emb folded in
+			// from items.ivf is the ALS run's user factors, bit for bit).
+			for _, name := range []string{job.RankerFile, job.IndexFile, job.ANNFile, job.CovisitFile, job.UsersFile} {
 				if !bytes.Equal(got.Files[name], l.Files[name]) {
 					t.Errorf("%s differs from the Go trainer's", name)
 				}
 			}
 			m := got.Metadata
-			wantANN, wantCov := md.ANN, md.Covisit
-			wantANN.BuiltBy, wantCov.BuiltBy = job.BuiltByRunner, job.BuiltByRunner
-			if m.Format != job.MetadataFormat || m.JobID != "job-f1" || m.ANN != wantANN || m.Covisit != wantCov ||
-				len(m.Artifacts) != 4 || m.Params.ANN != md.Params.ANN || m.Params.Covisit != md.Params.Covisit {
-				t.Errorf("metadata %+v, want format %d with ann %+v and covisit %+v", m, job.MetadataFormat, wantANN, wantCov)
+			wantANN, wantCov, wantUsers := md.ANN, md.Covisit, md.UserVectors
+			wantANN.BuiltBy, wantCov.BuiltBy, wantUsers.BuiltBy = job.BuiltByRunner, job.BuiltByRunner, job.BuiltByRunner
+			if m.Format != job.MetadataFormat || m.JobID != "job-f1" || m.ANN != wantANN || m.Covisit != wantCov || m.UserVectors != wantUsers ||
+				len(m.Artifacts) != 5 || m.Params.ANN != md.Params.ANN || m.Params.Covisit != md.Params.Covisit {
+				t.Errorf("metadata %+v, want format %d with ann %+v, covisit %+v and user vectors %+v", m, job.MetadataFormat, wantANN, wantCov, wantUsers)
 			}
-			if _, ok := m.Timings["covisit"]; !ok || m.Timings["ranker"] != md.Timings["ranker"] {
-				t.Errorf("timings %v: want the runner's covisit and the program's ranker (%v)", m.Timings, md.Timings["ranker"])
+			for _, stage := range []string{"covisit", "users"} {
+				if _, ok := m.Timings[stage]; !ok {
+					t.Errorf("timings %v: no %s timing of the runner", m.Timings, stage)
+				}
+			}
+			if m.Timings["ranker"] != md.Timings["ranker"] {
+				t.Errorf("timings %v: want the program's ranker (%v)", m.Timings, md.Timings["ranker"])
 			}
 			// What is on disk is what Train returned, and reads back.
 			back, err := job.CheckLayout(ctx, out)
@@ -667,6 +762,26 @@ func TestTrainingJobs(t *testing.T) {
 			}
 		})
 
+		t.Run("format 2 without users.emb: only that derived", func(t *testing.T) {
+			got, _, stages, err := run(t, "job-f2u", &job.Command{Store: f.store}, layoutFormatEnv+"=2", layoutDropEnv+"=users.emb")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []job.Stage{job.StageWrite, job.StageEmbeddings, job.StageWrite}; !slices.Equal(stages, want) {
+				t.Errorf("progress stages %v, want %v", stages, want)
+			}
+			wantUsers := md.UserVectors
+			wantUsers.BuiltBy = job.BuiltByRunner
+			if m := got.Metadata; m.ANN != md.ANN || m.Covisit != md.Covisit || m.UserVectors != wantUsers || len(m.Artifacts) != 5 {
+				t.Errorf("ann %+v, covisit %+v, user vectors %+v: want the program's indexes and user vectors %+v derived", m.ANN, m.Covisit, m.UserVectors, wantUsers)
+			}
+			for _, name := range []string{job.ANNFile, job.CovisitFile, job.UsersFile} {
+				if !bytes.Equal(got.Files[name], l.Files[name]) {
+					t.Errorf("%s differs from the Go trainer's", name)
+				}
+			}
+		})
+
 		for _, tc := range []struct {
 			name string
 			env  []string
@@ -677,14 +792,16 @@ func TestTrainingJobs(t *testing.T) {
 				"but the job's event range is " + events.TopicInteractions + " in [" + md.Embeddings.From.Format(time.RFC3339)},
 		} {
 			t.Run("refused: "+tc.name, func(t *testing.T) {
-				env := append([]string{layoutFormatEnv + "=1", layoutDropEnv + "=items.ann,covisit.bin"}, tc.env...)
+				env := append([]string{layoutFormatEnv + "=1", layoutDropEnv + "=items.ann,covisit.bin,users.emb"}, tc.env...)
 				_, out, _, err := run(t, "job-bad", &job.Command{Store: f.store}, env...)
 				if !errors.Is(err, job.ErrInvalidLayout) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "exited 0 but") {
 					t.Fatalf("Train: %v, want %q", err, tc.want)
 				}
 				// Nothing derived, the program's metadata left as it was.
-				if _, err := os.Stat(filepath.Join(string(out), job.ANNFile)); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("%s was written: %v", job.ANNFile, err)
+				for _, name := range []string{job.ANNFile, job.CovisitFile, job.UsersFile} {
+					if _, err := os.Stat(filepath.Join(string(out), name)); !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("%s was written: %v", name, err)
+					}
 				}
 				if _, err := job.CheckLayout(ctx, out); err == nil || !strings.Contains(err.Error(), "format 1") {
 					t.Errorf("the program's format-1 metadata was rewritten: %v", err)
@@ -704,6 +821,17 @@ func TestTrainingJobs(t *testing.T) {
 			{"index missing", func(d string) { os.Remove(filepath.Join(d, job.IndexFile)) }, "items.ivf is listed but missing"},
 			{"ANN index changed", func(d string) { flip(t, filepath.Join(d, job.ANNFile)) }, "items.ann has"},
 			{"co-visitation table missing", func(d string) { os.Remove(filepath.Join(d, job.CovisitFile)) }, "covisit.bin is listed but missing"},
+			{"user vectors changed", func(d string) { flip(t, filepath.Join(d, job.UsersFile)) }, "users.emb has"},
+			{"user vectors built by someone unknown", func(d string) {
+				p := filepath.Join(d, job.MetadataFile)
+				b, _ := os.ReadFile(p)
+				os.WriteFile(p, bytes.Replace(b, []byte("\n  \"user_vectors\": {"), []byte("\n  \"user_vectors\": {\n    \"built_by\": \"gpu\","), 1), 0o644)
+			}, `user_vectors built_by "gpu"`},
+			{"user vectors described but not listed", func(d string) {
+				editMetadata(t, d, func(md map[string]any) {
+					md["artifacts"] = slices.DeleteFunc(md["artifacts"].([]any), func(a any) bool { return a.(map[string]any)["name"] == job.UsersFile })
+				})
+			}, "but the artifacts do not list users.emb"},
 			{"ANN index under another role", func(d string) {
 				p := filepath.Join(d, job.MetadataFile)
 				b, _ := os.ReadFile(p)
@@ -739,6 +867,65 @@ func TestTrainingJobs(t *testing.T) {
 			})
 		}
 	})
+
+	t.Run("a layout from before users.emb still checks and registers", func(t *testing.T) {
+		d := t.TempDir()
+		for name, b := range l.Files {
+			if name != job.UsersFile {
+				if err := os.WriteFile(filepath.Join(d, name), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		editMetadata(t, d, func(md map[string]any) {
+			delete(md, "user_vectors")
+			md["artifacts"] = slices.DeleteFunc(md["artifacts"].([]any), func(a any) bool { return a.(map[string]any)["name"] == job.UsersFile })
+		})
+		old, err := job.CheckLayout(ctx, job.LocalDir(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if old.Metadata.UserVectors != (job.UserVectors{}) || len(old.Metadata.Artifacts) != 4 {
+			t.Errorf("metadata %+v", old.Metadata)
+		}
+		c := &registry.Client{Store: f.store, Events: &registrytest.Recorder{}, Features: f.fs, Validator: &onnxcheck.Validator{}}
+		m, err := job.Register(ctx, c, old, "ranker-old-layout", "test", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.Artifact(job.UsersFile); ok || len(m.Artifacts) != 6 {
+			t.Errorf("registered %+v", m.Artifacts)
+		}
+	})
+}
+
+// editMetadata rewrites the metadata.json of the layout in dir with f.
+func editMetadata(t *testing.T, dir string, f func(md map[string]any)) {
+	t.Helper()
+	p := filepath.Join(dir, job.MetadataFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md map[string]any
+	if err := json.Unmarshal(b, &md); err != nil {
+		t.Fatal(err)
+	}
+	f(md)
+	if b, err = json.MarshalIndent(md, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dotf(a, b []float32) float32 {
+	var s float32
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
 }
 
 // flip inverts the last byte of a file.

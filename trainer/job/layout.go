@@ -34,39 +34,50 @@ const (
 	IndexFile    = "items.ivf"
 	ANNFile      = "items.ann"
 	CovisitFile  = "covisit.bin"
+	UsersFile    = "users.emb"
 	MetadataFile = "metadata.json"
 )
 
-// Registry roles of items.ann and covisit.bin: the registry's validator
-// (registry/onnxcheck) loads each by its role before the version is written.
+// Registry roles of items.ann, covisit.bin and users.emb: the registry's
+// validator (registry/onnxcheck) loads each by its role before the version
+// is written.
 const (
 	ANNRole     = registry.RoleANNIndex
 	CovisitRole = registry.RoleCovisit
+	UsersRole   = registry.RoleUserVectors
 )
 
-// layoutRoles are the artifacts every layout has, with their roles.
+// layoutRoles are the artifacts of a layout, with their roles, in the
+// order the metadata lists them. Optional ones may be missing from a
+// layout written before they existed.
 var layoutRoles = []struct {
-	name string
-	role registry.Role
+	name     string
+	role     registry.Role
+	optional bool
 }{
-	{RankerFile, registry.RoleRanker},
-	{IndexFile, registry.RoleIndex},
-	{ANNFile, ANNRole},
-	{CovisitFile, CovisitRole},
+	{RankerFile, registry.RoleRanker, false},
+	{IndexFile, registry.RoleIndex, false},
+	{ANNFile, ANNRole, false},
+	{CovisitFile, CovisitRole, false},
+	{UsersFile, UsersRole, true},
 }
 
 // MetadataFormat is the version of metadata.json this package writes and
 // reads. Format 2 added items.ann and covisit.bin to the layout, with
-// their ANN and Covisit sections.
+// their ANN and Covisit sections. users.emb and its user_vectors section
+// came later within format 2 and are optional: layouts written before them
+// stay valid, and a CheckLayout that predates them passes new layouts (it
+// checks the sizes and SHA-256 of artifacts it does not know), though only
+// a registry that knows the user_vectors role registers them.
 const MetadataFormat = 2
 
 // Trainer names in Metadata.Trainer.
 const TrainerGo = "go"
 
-// BuiltByRunner is ANNIndex.BuiltBy and CovisitTable.BuiltBy for an
-// artifact Command derived after an external program exited, because the
-// program's layout lacked it (see Command). Empty means the trainer built
-// it.
+// BuiltByRunner is ANNIndex.BuiltBy, CovisitTable.BuiltBy and
+// UserVectors.BuiltBy for an artifact Command derived after an external
+// program exited, because the program's layout lacked it (see Command).
+// Empty means the trainer built it.
 const BuiltByRunner = "runner"
 
 // Required metrics: every layout reports the ranker's AUC and log loss on
@@ -110,6 +121,9 @@ type Metadata struct {
 	// ANN describes items.ann, Covisit covisit.bin.
 	ANN     ANNIndex     `json:"ann"`
 	Covisit CovisitTable `json:"covisit"`
+	// UserVectors describes users.emb; zero (and left out of the JSON)
+	// for a layout without it.
+	UserVectors UserVectors `json:"user_vectors,omitzero"`
 	// Metrics are measured on the validation part: at least MetricAUC and
 	// MetricLogLoss, all finite.
 	Metrics map[string]float64 `json:"metrics"`
@@ -192,6 +206,20 @@ type CovisitTable struct {
 	Edges               int64 `json:"edges"`
 }
 
+// UserVectors describes users.emb: trainer/retrieval's user-vectors
+// artifact, the vectors of the users with a positive in the embeddings'
+// event range, from the same run as items.ivf's item vectors (of the same
+// dims), so a stored user vector scores items.ivf's items as the trained
+// model does. Serving uses it for a user without recent items.
+type UserVectors struct {
+	// BuiltBy is empty when the trainer wrote its ALS user factors,
+	// BuiltByRunner when Command folded each user in from their positives
+	// against items.ivf's vectors (Index.Embedder).
+	BuiltBy string `json:"built_by,omitempty"`
+	Users   int    `json:"users"`
+	Dims    int    `json:"dims"`
+}
+
 // Artifact is one file of the layout.
 type Artifact struct {
 	Name   string        `json:"name"`
@@ -232,8 +260,10 @@ func EncodeMetadata(m Metadata) ([]byte, error) {
 // ANN index over exactly items.ivf's items and vectors (ids 0..n-1), and
 // covisit.bin loads as a co-visitation table over items.ivf's ids, in its
 // order. It needs no ONNX Runtime; the registry's validator runs the
-// model. Errors wrap ErrInvalidLayout, or the folder's error when a file
-// cannot be read.
+// model. users.emb is optional (layouts written before it lack it); when
+// listed, it must load as user vectors of items.ivf's dims and agree with
+// the user_vectors section. Errors wrap ErrInvalidLayout, or the folder's
+// error when a file cannot be read.
 func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 	l := &Layout{URI: dir.URI(""), Files: map[string][]byte{}}
 	b, err := dir.Get(ctx, MetadataFile)
@@ -281,7 +311,7 @@ func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 	if auc, ok := m.Metrics[MetricAUC]; ok && !(auc >= 0 && auc <= 1) {
 		add("metric %s %v is outside [0, 1]", MetricAUC, auc)
 	}
-	for _, b := range []struct{ section, by string }{{"ann", m.ANN.BuiltBy}, {"covisit", m.Covisit.BuiltBy}} {
+	for _, b := range []struct{ section, by string }{{"ann", m.ANN.BuiltBy}, {"covisit", m.Covisit.BuiltBy}, {"user_vectors", m.UserVectors.BuiltBy}} {
 		if b.by != "" && b.by != BuiltByRunner {
 			add("%s built_by %q: want none (the trainer built it) or %q", b.section, b.by, BuiltByRunner)
 		}
@@ -309,7 +339,9 @@ func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 	}
 	for _, r := range layoutRoles {
 		if got, ok := roles[r.name]; !ok {
-			add("artifacts must include %s (role %s)", r.name, r.role)
+			if !r.optional {
+				add("artifacts must include %s (role %s)", r.name, r.role)
+			}
 		} else if got != r.role {
 			add("artifact %s has role %s, want %s", r.name, got, r.role)
 		}
@@ -346,6 +378,13 @@ func CheckLayout(ctx context.Context, dir Dir) (*Layout, error) {
 		if err := checkCovisit(data, m.Covisit, ivf); err != nil {
 			add("%s: %v", CovisitFile, err)
 		}
+	}
+	if data, ok := l.Files[UsersFile]; ok {
+		if err := checkUsers(data, m.UserVectors, ivf); err != nil {
+			add("%s: %v", UsersFile, err)
+		}
+	} else if _, listed := roles[UsersFile]; !listed && m.UserVectors != (UserVectors{}) {
+		add("user_vectors describes %+v, but the artifacts do not list %s", m.UserVectors, UsersFile)
 	}
 	if len(bad) > 0 {
 		return nil, fmt.Errorf("%w: %s: %s", ErrInvalidLayout, l.URI, strings.Join(bad, "; "))
@@ -419,6 +458,23 @@ func checkCovisit(data []byte, md CovisitTable, ivf *retrieval.Index) error {
 		if t.ID(i) != ivf.ID(i) {
 			return fmt.Errorf("item %d is %q, in %s %q: the tables must list the same items in the same order", i, t.ID(i), IndexFile, ivf.ID(i))
 		}
+	}
+	return nil
+}
+
+// checkUsers loads users.emb and checks it against its metadata and, when
+// items.ivf loaded, against that: vectors of the same dims, which serving
+// searches items.ivf's items with.
+func checkUsers(data []byte, md UserVectors, ivf *retrieval.Index) error {
+	u, err := retrieval.LoadUserVectors(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	if got := (UserVectors{BuiltBy: md.BuiltBy, Users: u.Len(), Dims: u.Dims()}); got != md {
+		return fmt.Errorf("holds %+v, the metadata says %+v", got, md)
+	}
+	if ivf != nil && u.Dims() != ivf.Dims() {
+		return fmt.Errorf("holds vectors of %d dims, %s of %d: not from the same embeddings", u.Dims(), IndexFile, ivf.Dims())
 	}
 	return nil
 }

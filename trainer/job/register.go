@@ -9,10 +9,10 @@ import (
 
 // RegisterRequest returns the registration of a finished job's layout as
 // a version of model: the ranker, the item indexes (items.ivf, items.ann),
-// the co-visitation table, metadata.json and input.json as artifacts, each
-// with its layout role, its schema, training set, code version and
-// metrics, and its parameters flattened (with the job id, trainer and
-// split). Its creation time is the job's, so registering the same layout
+// the co-visitation table, the user vectors (users.emb, when the layout
+// has them), metadata.json and input.json as artifacts, each with its
+// layout role, its schema, training set, code version and metrics, and its
+// parameters flattened (with the job id, trainer and split). Its creation time is the job's, so registering the same layout
 // again computes the same version (registry.ErrExists with the
 // registered manifest).
 func RegisterRequest(l *Layout, model, actor, reason string) registry.RegisterRequest {

@@ -24,4 +24,13 @@
 // CRC-32C checksum; Load refuses anything else with ErrCorruptIndex. A
 // serving process needs only the artifact: Index.Embedder folds users in
 // over the index's own vectors.
+//
+// UserVectors holds the trained user vectors by user id (Model.UserVectors),
+// so that serving can retrieve for a returning user without recent items.
+// User vectors only mean something against the item vectors of the same
+// run, so they ship with the index as their own artifact (Save,
+// LoadUserVectors, WriteFile, ReadUserVectorsFile: ids, dims and vectors
+// behind the same kind of checked header; ErrCorruptUserVectors). Its memory
+// is one flat []float32 with the ids in one string and a uint32 offset per
+// user, and Lookup is an allocation-free binary search.
 package retrieval
