@@ -1,12 +1,15 @@
 // Command consumers runs adaptrec's Kafka consumer services: the archiver,
 // which writes every event topic to Parquet on S3 exactly once (see package
-// consumers/archiver), and, when consumers.nearline.enabled, the nearline
+// consumers/archiver); when consumers.nearline.enabled, the nearline
 // consumer, which keeps the nearline features of features.file fresh in the
 // online store (see package consumers/nearline) with the trending baseline
-// of features/baseline. It serves Prometheus /metrics, /healthz and /readyz
-// on consumers.http_addr and shuts down gracefully on SIGINT or SIGTERM:
-// buffered events are made durable and the consumer group is left before it
-// exits. It exits non-zero when it cannot start or a service fails.
+// of features/baseline; and, when consumers.feedback.enabled, the feedback
+// loop, which joins predictions with interactions into ModelAccuracyEvents
+// per model version and arm (see package consumers/feedback). It serves
+// Prometheus /metrics, /healthz and /readyz on consumers.http_addr (each
+// consumer has a readiness check) and shuts down gracefully on SIGINT or
+// SIGTERM: buffered events are made durable and the consumer groups are left
+// before it exits. It exits non-zero when it cannot start or a service fails.
 //
 // Usage:
 //
@@ -27,6 +30,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/adaptrec/adaptrec/consumers/archiver"
+	"github.com/adaptrec/adaptrec/consumers/feedback"
 	"github.com/adaptrec/adaptrec/consumers/nearline"
 	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features"
@@ -125,6 +129,22 @@ func run() error {
 			return nil
 		})
 	}
+	if fb := cfg.Consumers.Feedback; fb.Enabled {
+		fc, err := newFeedback(cfg, log)
+		if err != nil {
+			return err
+		}
+		ops.AddReadiness("feedback", fc.Ready)
+		g.Go(func() error {
+			if err := fc.Run(gctx); err != nil {
+				return fmt.Errorf("feedback: %w", err)
+			}
+			if ctx.Err() == nil {
+				return errors.New("feedback stopped unexpectedly")
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		log.Info("consumers running", "http", ops.Addr(), "brokers", cfg.Kafka.Brokers, "bucket", store.Bucket())
 		if err := arch.Run(gctx); err != nil {
@@ -167,4 +187,26 @@ func trendingBaseline(ctx context.Context, fs *features.FeatureSet, store *objst
 		log.Info("trending baseline: no snapshot yet; item_trending_velocity_30m is not written until one is current", "group", bl.Group())
 	}
 	return bl, nil
+}
+
+// newFeedback returns the feedback-loop consumer of consumers.feedback,
+// whose group must be its own: a group shared with another consumer would
+// split their topics' partitions between unrelated members.
+func newFeedback(cfg config.Config, log *slog.Logger) (*feedback.Consumer, error) {
+	fb := cfg.Consumers.Feedback
+	switch fb.GroupID {
+	case cfg.Consumers.Archiver.GroupID:
+		return nil, fmt.Errorf("config key consumers.feedback.group_id: %q is the archiver's group; the two must differ", fb.GroupID)
+	case cfg.Consumers.Nearline.GroupID:
+		if !cfg.Consumers.Nearline.Enabled {
+			break
+		}
+		return nil, fmt.Errorf("config key consumers.feedback.group_id: %q is the nearline consumer's group; the two must differ", fb.GroupID)
+	}
+	delay := fb.EmitDelay
+	if delay == 0 {
+		delay = -1 // feedback.Config reads 0 as its default
+	}
+	return feedback.New(feedback.Config{Kafka: cfg.Kafka, GroupID: fb.GroupID, Window: fb.Window,
+		AttributionWindow: fb.AttributionWindow, EmitDelay: delay}, log)
 }

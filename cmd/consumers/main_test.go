@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/adaptrec/adaptrec/consumers/feedback"
 	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/features"
 	"github.com/adaptrec/adaptrec/features/baseline"
@@ -55,10 +57,11 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// start runs the binary configured only through ADAPTREC_* variables, in
-// a working directory without features/features.yaml, so that only
-// features.file can find the definitions.
-func start(t *testing.T, bin string, cfg config.Config, run int) *proc {
+// start runs the binary configured only through ADAPTREC_* variables
+// (extra ones last, overriding), in a working directory without
+// features/features.yaml, so that only features.file can find the
+// definitions.
+func start(t *testing.T, bin string, cfg config.Config, run int, extra ...string) *proc {
 	t.Helper()
 	addr := freeAddr(t)
 	env := []string{
@@ -79,6 +82,7 @@ func start(t *testing.T, bin string, cfg config.Config, run int) *proc {
 		"ADAPTREC_CONSUMERS_NEARLINE_ENABLED=true",
 		"ADAPTREC_LOG_LEVEL=info",
 	}
+	env = append(env, extra...)
 	logPath := filepath.Join(t.TempDir(), fmt.Sprintf("consumers-%d.log", run))
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -276,4 +280,100 @@ func TestNearlineTrendingVelocity(t *testing.T) {
 		t.Errorf("key %s{i1}:n:item_nearline: exists %d, %v", cfg.Features.KeyPrefix, n, err)
 	}
 	p.stop(t)
+}
+
+// TestFeedbackLoop runs the binary with the feedback consumer alone next to
+// the archiver: it is ready, and the predictions and clicks published come
+// back as online accuracy through feedback.ReadAccuracy.
+func TestFeedbackLoop(t *testing.T) {
+	t.Parallel()
+	bin := testenv.Binary(t, "./cmd/consumers")
+	env := testenv.New(t, testenv.Kafka, testenv.S3)
+	cfg := env.Config()
+	p := start(t, bin, cfg, 1,
+		"ADAPTREC_CONSUMERS_NEARLINE_ENABLED=false",
+		"ADAPTREC_CONSUMERS_FEEDBACK_GROUP_ID=e2e-feedback",
+		"ADAPTREC_CONSUMERS_FEEDBACK_WINDOW=1s",
+		"ADAPTREC_CONSUMERS_FEEDBACK_EMIT_DELAY=100ms")
+	p.waitReady(t)
+	resp, err := http.Get("http://" + p.http + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "feedback: ok") {
+		t.Errorf("/readyz lacks the feedback check: %q", body)
+	}
+
+	producer, err := events.NewProducer(cfg.Kafka, events.ProducerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	at := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
+	var evs []*adaptrecv1.Event
+	for i := range 4 {
+		req, user := fmt.Sprintf("r%d", i), fmt.Sprintf("u%d", i)
+		evs = append(evs,
+			events.NewPrediction("p-"+req, at, "consumers-test", &adaptrecv1.PredictionEvent{RequestId: req, UserId: user,
+				ModelVersion: "v7", ExperimentArm: "canary", LatencyMs: float64(i + 1),
+				DegradationLevel: adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_FULL,
+				Items:            []*adaptrecv1.ServedItem{{ItemId: "i1", Position: 0}, {ItemId: "i2", Position: 1}}}))
+		if i%2 == 0 {
+			evs = append(evs, events.NewInteraction("c-"+req, at.Add(100*time.Millisecond), "consumers-test",
+				&adaptrecv1.UserInteractionEvent{UserId: user, ItemId: "i2", Action: adaptrecv1.Action_ACTION_CLICK, RequestId: req}))
+		}
+	}
+	if err := producer.Publish(t.Context(), evs...); err != nil {
+		t.Fatal(err)
+	}
+	want := []feedback.ArmAccuracy{{ModelVersion: "v7", Arm: "canary", Requests: 4, Impressions: 8, Clicks: 2, CTR: 0.25,
+		LatencyP99Ms: 4, Windows: 1, From: at, To: at.Add(time.Second)}}
+	testenv.Eventually(t, 60*time.Second, func() error {
+		got, err := feedback.ReadAccuracy(t.Context(), cfg.Kafka, at.Add(-time.Minute), at.Add(time.Minute))
+		if err != nil {
+			return err
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("accuracy %+v, want %+v", got, want)
+		}
+		return nil
+	})
+	p.stop(t)
+}
+
+// TestFeedbackGroupMustDiffer rejects a feedback group shared with the
+// archiver or the (enabled) nearline consumer, naming the key.
+func TestFeedbackGroupMustDiffer(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		group    string
+		nearline bool
+		wantErr  string
+	}{
+		{"own group", "adaptrec-feedback", true, ""},
+		{"archiver's", "adaptrec-archiver", true, "archiver's group"},
+		{"nearline's", "adaptrec-nearline", true, "nearline consumer's group"},
+		{"nearline's, disabled", "adaptrec-nearline", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := config.Default()
+			cfg.Consumers.Feedback.GroupID = tt.group
+			cfg.Consumers.Nearline.Enabled = tt.nearline
+			_, err := newFeedback(cfg, nil)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("newFeedback: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "consumers.feedback.group_id") || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("newFeedback = %v, want an error naming consumers.feedback.group_id and %q", err, tt.wantErr)
+			}
+		})
+	}
 }

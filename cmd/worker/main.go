@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -38,9 +39,14 @@ func main() {
 
 // deps are the clients activities need, built once per process.
 type deps struct {
-	cfg   config.Config
-	store *objstore.Store
-	redis *redis.Client
+	cfg      config.Config
+	store    *objstore.Store
+	redis    *redis.Client
+	temporal client.Client
+	// errs collect what registrations could not build (the worker does
+	// not start); closers run when the worker stops.
+	errs    []error
+	closers []func()
 }
 
 // preloadUsers loads a user feature group's snapshot into the online store
@@ -111,7 +117,12 @@ func run() error {
 
 	rdb := online.NewClient(cfg.Redis)
 	defer rdb.Close()
-	d := &deps{cfg: cfg, store: store, redis: rdb}
+	d := &deps{cfg: cfg, store: store, redis: rdb, temporal: tc}
+	defer func() {
+		for _, c := range d.closers {
+			c()
+		}
+	}()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ops.Serve(gctx) })
 	for _, q := range cfg.Worker.TaskQueues {
@@ -121,6 +132,9 @@ func run() error {
 		w := worker.New(tc, q, worker.Options{MaxHeartbeatThrottleInterval: time.Second})
 		for _, fn := range queues[q] {
 			fn(w, d)
+		}
+		if err := errors.Join(d.errs...); err != nil {
+			return fmt.Errorf("task queue %s: %w", q, err)
 		}
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("start worker on task queue %s: %w", q, err)

@@ -212,16 +212,28 @@ func setField(field reflect.Value, raw string) error {
 		}
 		field.SetFloat(f)
 	case reflect.Slice:
-		if field.Type().Elem().Kind() != reflect.String {
-			return fmt.Errorf("unsupported list type %s", field.Type())
-		}
 		var items []string
 		for _, s := range strings.Split(raw, ",") {
 			if s = strings.TrimSpace(s); s != "" {
 				items = append(items, s)
 			}
 		}
-		field.Set(reflect.ValueOf(items))
+		switch field.Type().Elem().Kind() {
+		case reflect.String:
+			field.Set(reflect.ValueOf(items))
+		case reflect.Float64:
+			nums := make([]float64, len(items))
+			for i, s := range items {
+				f, err := strconv.ParseFloat(s, 64)
+				if err != nil {
+					return fmt.Errorf("%q is not a number", s)
+				}
+				nums[i] = f
+			}
+			field.Set(reflect.ValueOf(nums))
+		default:
+			return fmt.Errorf("unsupported list type %s", field.Type())
+		}
 	default:
 		return fmt.Errorf("unsupported type %s", field.Type())
 	}

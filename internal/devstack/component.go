@@ -119,6 +119,10 @@ var TemporalSearchAttributes = [][2]string{
 	{"ModelVersion", "Keyword"},
 	{"PipelineStage", "Keyword"},
 	{"PipelineOutcome", "Keyword"},
+	// workflows.RetrainWorkflow's (workflows.SearchAttrModelVersion, ...).
+	{"AdaptrecModelVersion", "Keyword"},
+	{"AdaptrecStage", "Keyword"},
+	{"AdaptrecOutcome", "Keyword"},
 }
 
 // readyHint is appended to the waiting message of slow components.
