@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/adaptrec/adaptrec/activities"
 	"github.com/adaptrec/adaptrec/events"
 	"github.com/adaptrec/adaptrec/registry"
 )
@@ -19,6 +20,8 @@ type modelsChangeOptions struct {
 	reason string
 	actor  string
 	file   string
+	// direct applies the change from this process, without Temporal.
+	direct bool
 }
 
 func (o *modelsChangeOptions) addFlags(cmd *cobra.Command) {
@@ -28,6 +31,26 @@ func (o *modelsChangeOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.actor, "actor", defaultActor(), "who makes the change, for the history")
 	f.StringVar(&o.file, "file", defaultFeaturesFile, "feature definitions serving uses: the version's schema must be satisfiable by them")
 }
+
+// addDirectFlag adds --direct to the commands that run their change as
+// the ModelChange workflow.
+func (o *modelsChangeOptions) addDirectFlag(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&o.direct, "direct", false, "apply the change through the registry from this process, without Temporal: the emergency path when Temporal or its workers are down")
+	cmd.Flags().Lookup("file").Usage += " (through the workflow: the worker's features.file unless --file is given)"
+}
+
+// modelsWorkflowHelp explains the workflow path of promote and rollback.
+const modelsWorkflowHelp = `
+
+The change runs as the ModelChange workflow on the task queue ` + activities.TaskQueueDefault + `: a worker
+reads the aliases, resolves an alias argument on them and applies the change by
+compare-and-swap on that revision, so the change has a workflow id, a history and
+a Temporal UI link (config key temporal.ui_url), which the command prints after
+the change. The version is checked against the worker's feature definitions
+(its features.file), or against --file when given. --direct applies the change
+from this process through the registry, without Temporal: the emergency path
+when Temporal or its workers are down (the change is recorded and announced the
+same way, but has no workflow).`
 
 func (o *modelsChangeOptions) check() error {
 	var errs []error
@@ -65,7 +88,7 @@ version you looked at.
 The version is checked first: its manifest, every artifact's checksum, and its
 input schema against the feature definitions (--file). The change is recorded in
 the history and announced on adaptrec.model-lifecycle.v1. If the announcement
-fails the change stands; running the same command again announces it.`,
+fails the change stands; running the same command again announces it.` + modelsWorkflowHelp,
 		Example: `  adaptrec models promote 20261122T100000Z-3583d1ca --to canary --weight 0.05 --reason "retrain 2026-11-22"
   adaptrec models promote canary --expect-production 20261115T100000Z-0a1b2c3d --reason "canary ctr +2%"
   adaptrec models promote 20261122T100000Z-3583d1ca --to shadow`,
@@ -75,12 +98,16 @@ fails the change stands; running the same command again announces it.`,
 			if err != nil {
 				return err
 			}
-			return modelsChange(cmd, *o, co, ch, args[0])
+			if co.direct {
+				return modelsChange(cmd, *o, co, ch, args[0])
+			}
+			return modelsChangeWorkflow(cmd, *o, co, ch, args[0])
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", registry.AliasProduction, "alias to give: production, shadow or canary")
 	cmd.Flags().Float64Var(&weight, "weight", 0, "share of traffic for --to canary, in (0, 1] (0.05 = 5%)")
 	co.addFlags(cmd)
+	co.addDirectFlag(cmd)
 	return cmd
 }
 
@@ -132,7 +159,16 @@ now in production, previous_version the one rolled back from).
 
 The rolled-back version loses every alias: previous becomes empty, so a second
 rollback fails instead of returning to the version just taken out. It stays
-registered; 'models promote <version>' brings it back.`,
+registered; 'models promote <version>' brings it back.` + modelsWorkflowHelp + `
+
+Through the workflow, a rollback also stops the model's running retraining runs
+with their rollback signal, after the rollback is made: each decided on the
+production version just rolled back from, so its next alias change would fail;
+stopped, it takes its version off shadow and canary, and a run watching its own
+cutover finds production already rolled back and leaves it (production is never
+rolled back twice). The command names the runs it stopped. With --direct they
+are not signaled: they fail at their next alias change, or stop them with
+'adaptrec pipeline abort'.`,
 		Example: `  adaptrec models rollback --reason "ctr dropped 8% after promotion"
   adaptrec models rollback --model ranker --expect-production 20261122T100000Z-3583d1ca`,
 		Args: cobra.NoArgs,
@@ -141,10 +177,14 @@ registered; 'models promote <version>' brings it back.`,
 				return err
 			}
 			ch := registry.Change{Action: registry.ActionRollback, ExpectProduction: co.expect, Actor: co.actor, Reason: co.reason}
-			return modelsChange(cmd, *o, co, ch, "")
+			if co.direct {
+				return modelsChange(cmd, *o, co, ch, "")
+			}
+			return modelsChangeWorkflow(cmd, *o, co, ch, "")
 		},
 	}
 	co.addFlags(cmd)
+	co.addDirectFlag(cmd)
 	return cmd
 }
 
