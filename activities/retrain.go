@@ -161,7 +161,8 @@ func (r *DataReport) Check(c DataContract, to time.Time) {
 	if r.Impressions < c.MinRows {
 		add("rows: %d impressions in the window, fewer than min_rows %d", r.Impressions, c.MinRows)
 	}
-	if r.PreviousPerHour > 0 {
+	// max_row_change 1 disables the check (config.Pipeline.MaxRowChange).
+	if r.PreviousPerHour > 0 && c.MaxRowChange < 1 {
 		change := math.Abs(r.PerHour-r.PreviousPerHour) / r.PreviousPerHour
 		if change > c.MaxRowChange {
 			add("row count: %.1f impressions per hour against %.1f in training set %s, a change of %.0f%%, more than max_row_change %.0f%%",

@@ -141,12 +141,41 @@ type outcome struct {
 // errNoCandidates: retrieval found nothing to rank.
 var errNoCandidates = errors.New("retrieval returned no candidates")
 
+// routedError is a pipeline failure after the request was routed to a
+// model version and arm: the fallback that answers instead is recorded
+// against them, so the feedback loop counts it as that version's error
+// (a canary's guardrails must see the canary fail).
+type routedError struct {
+	version, arm string
+	err          error
+}
+
+func (e *routedError) Error() string {
+	return fmt.Sprintf("%s (model %s, arm %s)", e.err, e.version, e.arm)
+}
+
+func (e *routedError) Unwrap() error { return e.err }
+
+// routedTo returns the version and arm a failed pipeline run had routed
+// the request to ("", "" when it failed before routing).
+func routedTo(err error) (version, arm string) {
+	var re *routedError
+	if errors.As(err, &re) {
+		return re.version, re.arm
+	}
+	return "", ""
+}
+
 // run executes the pipeline for one request. It returns an error only when
 // the pipeline cannot answer at all (no model, nothing retrieved, a broken
-// layout); the caller then takes a lower degradation level.
-func (p *Pipeline) run(ctx context.Context, req *adaptrecv1.RecommendRequest, n int, now time.Time) (*outcome, error) {
+// layout); the caller then takes a lower degradation level. It sets *rt to
+// the model version and arm the request is routed to before it runs them.
+func (p *Pipeline) run(ctx context.Context, req *adaptrecv1.RecommendRequest, n int, now time.Time, rt *routedError) (*outcome, error) {
 	v := p.views.cur.Load()
 	b, arm := v.route(req.GetUserId())
+	if b != nil {
+		rt.version, rt.arm = b.m.Version, arm
+	}
 	if b == nil || v.cat == nil {
 		return nil, errNoModel
 	}
@@ -391,11 +420,17 @@ func (p *Pipeline) scoreONNX(ctx context.Context, m *Model, buf *requestBuffers,
 	w := m.layout.Width()
 	done := make(chan error, 1)
 	rows, scores := buf.rows[:k*w], buf.scores[:k]
+	start := time.Now()
 	go func() { done <- m.scorer.ScoreInto(scores, rows, k) }()
 	timer := time.NewTimer(p.cfg.RankTimeout)
 	defer timer.Stop()
 	select {
 	case err := <-done:
+		// A result that came in past the budget is late even when it won
+		// the race with the timer: the cascade's levels follow the budget.
+		if late := time.Since(start); err == nil && late > p.cfg.RankTimeout {
+			return fmt.Errorf("ONNX ranker: %w: answered after %s, budget %s", context.DeadlineExceeded, late, p.cfg.RankTimeout)
+		}
 		return err
 	case <-timer.C:
 	case <-ctx.Done():
@@ -415,15 +450,22 @@ func (p *Pipeline) scoreONNX(ctx context.Context, m *Model, buf *requestBuffers,
 func (p *Pipeline) catalogOf() *catalog.Catalog { return p.views.cur.Load().cat }
 
 // safeRun is run with a panic turned into an error: a bug in one stage
-// must degrade the response, not kill the connection.
+// must degrade the response, not kill the connection. An error after the
+// request was routed to a model is a *routedError naming the version and
+// arm (routedTo).
 func (p *Pipeline) safeRun(ctx context.Context, req *adaptrecv1.RecommendRequest, n int, now time.Time) (out *outcome, err error) {
+	rt := &routedError{}
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("pipeline panic: %v", r)
+			out, err = nil, fmt.Errorf("pipeline panic: %v", r)
 			p.log.Error("recommend: pipeline panicked; a fallback answers", "panic", r, "user", req.GetUserId())
 		}
+		if err != nil && rt.version != "" {
+			rt.err = err
+			err = rt
+		}
 	}()
-	return p.run(ctx, req, n, now)
+	return p.run(ctx, req, n, now, rt)
 }
 
 // popular returns the catalogue's most popular items that are neither

@@ -241,6 +241,12 @@ func (s *Service) validateRecommend(req *adaptrecv1.RecommendRequest) error {
 // the user's batch predictions, else popularity → the user's last good
 // response. It fails only when no level
 // can answer, or when admission control sheds the request.
+//
+// A request the pipeline routed to a model version and arm (production or
+// canary) but could not answer is answered by a fallback whose response
+// names what answered and the arm, while its PredictionEvent names the
+// routed version and arm at the fallback's level, which the feedback loop
+// counts as that version's error (feedback.IsError).
 func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendRequest) (*adaptrecv1.RecommendResponse, error) {
 	start := time.Now()
 	if err := s.validateRecommend(req); err != nil {
@@ -283,6 +289,9 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 	}
 
 	var out *outcome
+	// routedVersion and routedArm are the model and arm a request that
+	// the pipeline failed was routed to.
+	var routedVersion, routedArm string
 	if p := s.opts.Pipeline; p != nil && !brownout {
 		var err error
 		if out, err = p.safeRun(ctx, req, n, now); err != nil {
@@ -290,6 +299,7 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 				return nil, status.FromContextError(ctx.Err()).Err()
 			}
 			fallbackTotal.WithLabelValues(reasonOf(err)).Inc()
+			routedVersion, routedArm = routedTo(err)
 			out = nil
 		}
 	}
@@ -319,6 +329,14 @@ func (s *Service) Recommend(ctx context.Context, req *adaptrecv1.RecommendReques
 			return nil, status.Error(codes.Unavailable,
 				"no recommendations available yet: no model is loaded, no item features are loaded and no interactions have been ingested; load a model (adaptrec models promote) or send interactions with Ingest, then retry")
 		}
+	}
+	if routedVersion != "" {
+		// The routed model failed and a fallback answered: the response
+		// names what answered and the user's arm; the PredictionEvent is
+		// the routed version's, at the fallback's level (an error to the
+		// feedback loop), so that arm's guardrails count the failure.
+		resp.ExperimentArm = routedArm
+		pred.ModelVersion = routedVersion
 	}
 	if pred.ModelVersion == "" {
 		pred.ModelVersion = resp.ModelVersion

@@ -3,6 +3,7 @@ package serving
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"time"
@@ -30,9 +31,12 @@ var shadowSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 // ShadowScorer scores mirrored requests with the shadow model, off the
 // request path: the served request hands over its candidates and returns;
 // a bounded queue and one worker score them later, and a full queue drops
-// the mirror (counted), never the request. Each scored mirror is published
-// as a PredictionEvent with shadow set, under the served request's id, so the
-// shadow report can pair it with what production served.
+// the mirror (counted), never the request. Each mirror is published as a
+// PredictionEvent with shadow set, under the served request's id, so the
+// shadow report can pair it with what production served. A mirror the
+// shadow model failed to score (an error, a panic, or past ShadowTimeout)
+// is published too, without items and at ShadowFailedLevel, so the shadow
+// report's error rate counts the shadow version's failures.
 type ShadowScorer struct {
 	p        *Pipeline
 	async    *AsyncPublisher
@@ -43,6 +47,14 @@ type ShadowScorer struct {
 	rows, scores []float32
 	order        []int
 }
+
+// ShadowTimeout bounds the scoring of one mirrored request.
+const ShadowTimeout = time.Second
+
+// ShadowFailedLevel is the degradation level of a shadow PredictionEvent
+// whose scoring failed or timed out: no items, at the first level that
+// feedback.IsError counts (no shadow model ranked the request).
+const ShadowFailedLevel = adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_SIMPLE_RANKING
 
 type shadowJob struct {
 	req        *adaptrecv1.RecommendRequest
@@ -75,22 +87,59 @@ func (s *ShadowScorer) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case j := <-s.ch:
-			if err := s.score(ctx, j); err != nil {
-				shadowTotal.WithLabelValues("failed").Inc()
-				s.log.Debug("shadow: scoring a mirrored request failed", "err", err)
-			}
+			s.score(ctx, j)
 		}
 	}
 }
 
-func (s *ShadowScorer) score(ctx context.Context, j shadowJob) error {
+// score scores one mirror with the current shadow model and publishes the
+// shadow PredictionEvent: the ranked items, or none at ShadowFailedLevel
+// when scoring failed.
+func (s *ShadowScorer) score(ctx context.Context, j shadowJob) {
 	start := time.Now()
-	v := s.p.views.cur.Load()
-	b := v.shadow
+	b := s.p.views.cur.Load().shadow
 	if b == nil {
-		return nil
+		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	pred := &adaptrecv1.PredictionEvent{
+		RequestId: j.requestID, UserId: j.req.GetUserId(), ModelVersion: b.m.Version,
+		ExperimentArm: ArmShadow, Surface: j.req.GetSurface(), Shadow: true,
+		FeatureSchemaHash: b.m.Manifest.SchemaHash,
+		SessionId:         j.req.GetContext().GetSessionId(), Device: j.req.GetContext().GetDevice(),
+		DegradationLevel: adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_FULL,
+	}
+	err := s.rank(ctx, j, b, pred)
+	if err == nil && time.Since(start) > ShadowTimeout {
+		err = fmt.Errorf("scored in %s, more than %s", time.Since(start).Round(time.Millisecond), ShadowTimeout)
+	}
+	d := time.Since(start)
+	pred.LatencyMs = float64(d.Microseconds()) / 1000
+	if err != nil {
+		if ctx.Err() != nil {
+			return // stopping: not the shadow model's failure
+		}
+		pred.Items, pred.DegradationLevel = nil, ShadowFailedLevel
+		shadowTotal.WithLabelValues("failed").Inc()
+		s.log.Debug("shadow: scoring a mirrored request failed", "version", b.m.Version, "err", err)
+	} else {
+		shadowSeconds.Observe(d.Seconds())
+		shadowTotal.WithLabelValues("scored").Inc()
+	}
+	if s.async != nil {
+		s.async.Offer(events.NewPrediction(events.NewID(), j.at, s.producer, pred))
+	}
+}
+
+// rank fills pred.Items with the shadow model's ranking of the mirror's
+// candidates. A panic is an error: a broken shadow model must not stop
+// the serving process.
+func (s *ShadowScorer) rank(ctx context.Context, j shadowJob, b *binding, pred *adaptrecv1.PredictionEvent) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("shadow scoring panicked: %v", r)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, ShadowTimeout)
 	defer cancel()
 	rctx := features.RequestFromRecommend(j.req, j.at, features.UserState{})
 	se, err := b.m.asm.Begin(ctx, j.req.GetUserId(), online.Request{Context: rctx, Now: j.at}, nil, online.BeginOptions{})
@@ -120,22 +169,8 @@ func (s *ShadowScorer) score(ctx context.Context, j shadowJob) error {
 		return cmp.Compare(a, c)
 	})
 	n := min(j.n, k)
-	pred := &adaptrecv1.PredictionEvent{
-		RequestId: j.requestID, UserId: j.req.GetUserId(), ModelVersion: b.m.Version,
-		ExperimentArm: ArmShadow, Surface: j.req.GetSurface(), Shadow: true,
-		FeatureSchemaHash: b.m.Manifest.SchemaHash,
-		SessionId:         j.req.GetContext().GetSessionId(), Device: j.req.GetContext().GetDevice(),
-		DegradationLevel: adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_FULL,
-	}
 	for pos, i := range order[:n] {
 		pred.Items = append(pred.Items, &adaptrecv1.ServedItem{ItemId: j.candidates[i], Score: scores[i], Position: int32(pos)})
-	}
-	d := time.Since(start)
-	pred.LatencyMs = float64(d.Microseconds()) / 1000
-	shadowSeconds.Observe(d.Seconds())
-	shadowTotal.WithLabelValues("scored").Inc()
-	if s.async != nil {
-		s.async.Offer(events.NewPrediction(events.NewID(), j.at, s.producer, pred))
 	}
 	return nil
 }

@@ -32,9 +32,13 @@
 //   - errors: served predictions for which IsError holds (a fallback
 //     answered instead of the model version).
 //
-// Serving writes popularity answers with model_version "popularity" and
-// cached answers with the cached version and an empty arm, so those rows
-// appear under their own version and arm.
+// A request serving routed to a model version and arm (production or
+// canary) that a fallback answered because the pipeline failed is written
+// with the routed version and arm at the fallback's level, so it counts as
+// that version's error. Answers no model was routed for (no model loaded,
+// an overload brownout) are written with model_version "popularity" or the
+// cached version and an empty arm, so those rows appear under their own
+// version and arm.
 //
 // An interaction is credited to the served prediction whose request_id it
 // names when its item is among the prediction's items and the two event

@@ -49,12 +49,13 @@ type ShadowReport struct {
 	// LatencyP50Ms and LatencyP99Ms are nearest-rank percentiles of the
 	// shadow predictions' latency_ms.
 	LatencyP50Ms, LatencyP99Ms float64
-	// ErrorRate is the share of the shadow predictions whose degradation
-	// level IsError. Serving publishes a shadow prediction only when the
-	// shadow model scored the request (always at DEGRADATION_LEVEL_FULL); a
-	// failed or dropped mirror is only counted in the serving instance's
-	// adaptrec_serving_shadow_total{outcome="failed"|"dropped"} metric,
-	// which names no version, so such failures are not in this rate.
+	// ErrorRate is the share of the shadow predictions that are failures
+	// (shadowFailed): serving publishes a mirror the shadow model failed to
+	// score or scored too late without items, at an IsError level
+	// (serving.ShadowFailedLevel). Failures are not matched with the served
+	// prediction: they have nothing to compare. A mirror dropped because
+	// the scoring queue was full is no failure of the version and is only
+	// counted in adaptrec_serving_shadow_total{outcome="dropped"}.
 	ErrorRate float64
 	From, To  time.Time
 	// Notes say why a statistic is 0 because it is undefined.
@@ -210,8 +211,9 @@ func (p *pairing) add(produced, t time.Time, pr *adaptrecv1.PredictionEvent) {
 		p.seenShadow[id] = true
 		p.requests++
 		p.latencies = append(p.latencies, pr.GetLatencyMs())
-		if IsError(pr.GetDegradationLevel()) {
+		if shadowFailed(pr) {
 			p.errors++
+			return
 		}
 		sh := newSide(pr, produced)
 		if sv := p.served[id]; sv != nil {
@@ -234,6 +236,12 @@ func (p *pairing) add(produced, t time.Time, pr *adaptrecv1.PredictionEvent) {
 	}
 	p.served[id] = sv
 	p.queue = append(p.queue, id)
+}
+
+// shadowFailed reports whether a shadow prediction records a failure: a
+// level IsError counts, or no items (nothing was ranked).
+func shadowFailed(pr *adaptrecv1.PredictionEvent) bool {
+	return IsError(pr.GetDegradationLevel()) || len(pr.GetItems()) == 0
 }
 
 // evict forgets the predictions produced more than pairGrace before now:

@@ -107,6 +107,24 @@ func TestShadowPairing(t *testing.T) {
 			t.Errorf("report %+v: want 1 request, none matched, 4 notes", rep)
 		}
 	})
+	t.Run("failed shadows", func(t *testing.T) {
+		// Serving publishes a mirror the shadow could not score without
+		// items at an error level; an empty list alone is a failure too.
+		p := newPairing("v2", from, to)
+		for _, pr := range predsA {
+			p.add(at, at, pr)
+		}
+		p.add(at, at, scoredPrediction("B", "v1", false, 4, "x", 0.3, "y", 0.2))
+		failed := scoredPrediction("B", "v2", true, 1000)
+		failed.DegradationLevel = adaptrecv1.DegradationLevel_DEGRADATION_LEVEL_SIMPLE_RANKING
+		p.add(at, at, failed)
+		p.add(at, at, scoredPrediction("C", "v2", true, 20))
+		var rep ShadowReport
+		p.report(&rep)
+		if rep.Requests != 3 || rep.Matched != 1 || math.Abs(rep.ErrorRate-2.0/3) > 1e-12 || rep.LatencyP99Ms != 1000 {
+			t.Errorf("report %+v: want 3 requests, 1 matched, error rate 2/3, p99 1000", rep)
+		}
+	})
 	t.Run("constant scores", func(t *testing.T) {
 		p := newPairing("v2", from, to)
 		p.add(at, at, scoredPrediction("A", "v1", false, 3, "a", 0.5, "b", 0.5))
