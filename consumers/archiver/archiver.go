@@ -114,9 +114,7 @@ type Archiver struct {
 	logger   *slog.Logger
 	counters counters
 
-	mu      sync.Mutex
-	joined  bool
-	lastErr error
+	member events.GroupMembership
 }
 
 // New returns an archiver for cfg.Consumers.Archiver over cfg.Kafka, writing
@@ -157,7 +155,8 @@ func New(cfg config.Config, store Store, logger *slog.Logger) (*Archiver, error)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Archiver{cfg: cfg, topics: topics, store: store, logger: logger.With("component", "archiver")}, nil
+	return &Archiver{cfg: cfg, topics: topics, store: store, logger: logger.With("component", "archiver"),
+		member: events.GroupMembership{Group: cfg.Consumers.Archiver.GroupID}}, nil
 }
 
 // Topics are the topics this archiver consumes.
@@ -172,25 +171,9 @@ func (a *Archiver) Stats() Stats {
 	}
 }
 
-// Ready reports nil once the archiver has joined its consumer group, and the
-// last partition error otherwise; /readyz serves it.
-func (a *Archiver) Ready(context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if !a.joined {
-		if a.lastErr != nil {
-			return fmt.Errorf("not in consumer group %s yet: %w", a.cfg.Consumers.Archiver.GroupID, a.lastErr)
-		}
-		return fmt.Errorf("not in consumer group %s yet", a.cfg.Consumers.Archiver.GroupID)
-	}
-	return nil
-}
-
-func (a *Archiver) setJoined(joined bool, err error) {
-	a.mu.Lock()
-	a.joined, a.lastErr = joined, err
-	a.mu.Unlock()
-}
+// Ready reports nil once the consumer has joined its group, and the
+// last group or partition error otherwise; /readyz serves it.
+func (a *Archiver) Ready(ctx context.Context) error { return a.member.Ready(ctx) }
 
 // Consumer group timing. The session timeout bounds how long the partitions
 // of a crashed instance stay unassigned; the fetch wait stays well below it.
@@ -246,7 +229,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 				return nil
 			}
-			a.setJoined(false, err)
+			a.member.Set(false, err)
 			a.logger.Warn("joining consumer group failed; retrying", "group", ac.GroupID, "err", err)
 			continue
 		}
@@ -266,7 +249,7 @@ func (a *Archiver) runGeneration(ctx context.Context, gen *kafka.Generation, dia
 	for _, parts := range gen.Assignments {
 		n += len(parts)
 	}
-	a.setJoined(true, nil)
+	a.member.Set(true, nil)
 	assignedPartitions.Set(float64(n))
 	a.logger.Info("consumer group generation", "generation", gen.ID, "member", gen.MemberID, "partitions", n)
 
@@ -329,9 +312,7 @@ func (a *Archiver) runGeneration(ctx context.Context, gen *kafka.Generation, dia
 				})
 				err := w.run(ctx, gctx, p.Offset)
 				if err != nil {
-					a.mu.Lock()
-					a.lastErr = err
-					a.mu.Unlock()
+					a.member.SetErr(err)
 					a.logger.Error("partition stopped", "topic", topic, "partition", p.ID, "err", err)
 				}
 				draining.Done()

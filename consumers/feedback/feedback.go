@@ -206,9 +206,7 @@ type Consumer struct {
 	statsMu sync.Mutex
 	stats   Stats
 
-	mu      sync.Mutex
-	joined  bool
-	lastErr error
+	member events.GroupMembership
 }
 
 // New returns a consumer. It validates cfg and connects to nothing.
@@ -245,6 +243,7 @@ func New(cfg Config, logger *slog.Logger) (*Consumer, error) {
 		emitted: map[winKey]int64{},
 		seen:    map[tp]int64{},
 		stats:   Stats{Unmatched: map[string]int64{}},
+		member:  events.GroupMembership{Group: cfg.GroupID},
 	}, nil
 }
 
@@ -260,25 +259,9 @@ func (c *Consumer) Stats() Stats {
 	return s
 }
 
-// Ready reports nil once the consumer has joined its group (as the active
-// member or a standby); /readyz serves it.
-func (c *Consumer) Ready(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.joined {
-		if c.lastErr != nil {
-			return fmt.Errorf("not in consumer group %s yet: %w", c.cfg.GroupID, c.lastErr)
-		}
-		return fmt.Errorf("not in consumer group %s yet", c.cfg.GroupID)
-	}
-	return nil
-}
-
-func (c *Consumer) setJoined(joined bool, err error) {
-	c.mu.Lock()
-	c.joined, c.lastErr = joined, err
-	c.mu.Unlock()
-}
+// Ready reports nil once the consumer has joined its group, and the
+// last group or partition error otherwise; /readyz serves it.
+func (c *Consumer) Ready(ctx context.Context) error { return c.member.Ready(ctx) }
 
 // Run consumes until ctx is cancelled, then leaves the group and returns
 // nil. It returns an error only when it cannot run at all.
@@ -315,11 +298,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 				return nil
 			}
-			c.setJoined(false, err)
+			c.member.Set(false, err)
 			c.logger.Warn("joining consumer group failed; retrying", "group", c.cfg.GroupID, "err", err)
 			continue
 		}
-		c.setJoined(true, nil)
+		c.member.Set(true, nil)
 		c.runGeneration(ctx, gen, dialer, producer)
 		if ctx.Err() != nil {
 			return nil

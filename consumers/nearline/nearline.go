@@ -208,9 +208,7 @@ type Consumer struct {
 
 	applied, duplicates, deadLettered, lateCounted, lateDropped, commits atomic.Int64
 
-	mu      sync.Mutex
-	joined  bool
-	lastErr error
+	member events.GroupMembership
 }
 
 // New returns a consumer writing the nearline features of fs to rdb. It
@@ -252,7 +250,8 @@ func New(cfg Config, fs *features.FeatureSet, rdb redis.UniversalClient, logger 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Consumer{cfg: cfg, fs: fs, rdb: rdb, w: w, logger: logger.With("component", "nearline"), rules: windowed.RulesFor(fs)}
+	c := &Consumer{cfg: cfg, fs: fs, rdb: rdb, w: w, logger: logger.With("component", "nearline"), rules: windowed.RulesFor(fs),
+		member: events.GroupMembership{Group: cfg.GroupID}}
 	for f := range windowed.NumFeatures {
 		if f.Defines(fs) {
 			c.writes[f] = true
@@ -288,25 +287,9 @@ func (c *Consumer) Stats() Stats {
 		LateCounted: c.lateCounted.Load(), LateDropped: c.lateDropped.Load(), Commits: c.commits.Load()}
 }
 
-// Ready reports nil once the consumer has joined its group; /readyz
-// serves it.
-func (c *Consumer) Ready(context.Context) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.joined {
-		if c.lastErr != nil {
-			return fmt.Errorf("not in consumer group %s yet: %w", c.cfg.GroupID, c.lastErr)
-		}
-		return fmt.Errorf("not in consumer group %s yet", c.cfg.GroupID)
-	}
-	return nil
-}
-
-func (c *Consumer) setJoined(joined bool, err error) {
-	c.mu.Lock()
-	c.joined, c.lastErr = joined, err
-	c.mu.Unlock()
-}
+// Ready reports nil once the consumer has joined its group, and the
+// last group or partition error otherwise; /readyz serves it.
+func (c *Consumer) Ready(ctx context.Context) error { return c.member.Ready(ctx) }
 
 // Run consumes until ctx is cancelled, then leaves the group and returns
 // nil. It returns an error only when it cannot run at all.
@@ -346,11 +329,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, kafka.ErrGroupClosed) {
 				return nil
 			}
-			c.setJoined(false, err)
+			c.member.Set(false, err)
 			c.logger.Warn("joining consumer group failed; retrying", "group", c.cfg.GroupID, "err", err)
 			continue
 		}
-		c.setJoined(true, nil)
+		c.member.Set(true, nil)
 		var commitMu sync.Mutex
 		var wg sync.WaitGroup
 		for topic, parts := range gen.Assignments {
@@ -371,7 +354,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 						return nil
 					})
 					if err := pw.run(gctx, dialer, p.Offset); err != nil && gctx.Err() == nil {
-						c.setJoined(true, err)
+						c.member.Set(true, err)
 						c.logger.Error("partition stopped", "topic", topic, "partition", p.ID, "err", err)
 					}
 				})
