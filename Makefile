@@ -110,6 +110,7 @@ bench: tools build ## run the benchmarks and print their JSON (one line each)
 	./bin/adaptrec bench ann --json
 	./bin/adaptrec bench serving --rate 500 --duration 30s --json
 	./bin/adaptrec bench serving --rate 1500 --duration 30s --json
+	./bin/adaptrec bench pipeline --json
 	./bin/adaptrec eval --dataset ../shared/datasets/ml-100k --json
 
 # Protobuf: protoc (Debian's protobuf-compiler) with pinned Go plugins, and buf

@@ -48,6 +48,7 @@ line of stdout, with at least "bench" and the benchmark's measurements.`,
 	cmd.AddCommand(newBenchANNCmd(&asJSON))
 	cmd.AddCommand(newBenchTrainCmd(&asJSON, lookupTool))
 	cmd.AddCommand(newBenchServingCmd(&asJSON, lookupTool))
+	cmd.AddCommand(newBenchPipelineCmd(&asJSON, lookupTool))
 	return cmd
 }
 

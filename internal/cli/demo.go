@@ -47,6 +47,11 @@ type demoOptions struct {
 	live     time.Duration
 	liveUsrs int
 	exit     bool
+	// retrain runs the adaptive loop after the live users (demo_adapt.go);
+	// drift is how long the live users call after their tastes shift,
+	// before the retrain starts.
+	retrain bool
+	drift   time.Duration
 }
 
 func newDemoCmd() *cobra.Command {
@@ -63,13 +68,29 @@ bin/consumers, bin/worker and bin/server, and then:
      on S3, partitioned by event date and hour,
   3. runs the BatchFeatures workflow: batch features from the event log into
      versioned snapshots, loaded into Redis and made current,
-  4. trains a first model on the history (point-in-time training set, Go
+  4. trains a first model on two days of the history (ending a day before
+     its end with --retrain, so that the retrain's offline gate compares
+     both models on rows neither trained on; point-in-time training set, Go
      trainer: ranker, embeddings, ANN index, co-visitation), registers it
      (ONNX Runtime validation) and promotes it to production; the server
      loads it and becomes ready,
   5. sends simulated live users against the gRPC RecommendService for --live
      and prints their click-through rate per model version, latency
      percentiles and degradation counts,
+  6. the adaptive loop (--retrain): the users' tastes shift (80% of them
+     move to categories they did not favour) while the live users keep
+     calling for --drift; a retrain is started for the drift with the
+     first model's CTR before and after it as its reason (RetrainWorkflow
+     on Temporal, followed stage by stage: data contract, training set,
+     training, offline gate, registration, shadow on mirrored traffic,
+     canary steps judged by the feedback loop's online CTR, cutover,
+     watch), with the live users still calling; then the live users meet
+     the new production model for --live. It prints the CTR per model
+     version and arm before the drift, after it, during the retrain and
+     after it, the feedback loop's CTR per version and arm, and the stage
+     timings. The pipeline's shadow, canary and watch are shortened to
+     seconds for the demo (the settings are printed); the loop takes 3-6
+     minutes on two cores,
 
 then prints where to look and stays up until Ctrl-C.`,
 		Args: cobra.NoArgs,
@@ -90,6 +111,8 @@ then prints where to look and stays up until Ctrl-C.`,
 	f.DurationVar(&o.live, "live", 20*time.Second, "how long simulated live users call the server (0 to skip)")
 	f.IntVar(&o.liveUsrs, "live-users", 16, "concurrent simulated live users")
 	f.BoolVar(&o.exit, "exit", false, "stop everything after the demo instead of staying up")
+	f.BoolVar(&o.retrain, "retrain", true, "run the adaptive loop after the live users: tastes shift, retrain, shadow, canary, promotion")
+	f.DurationVar(&o.drift, "drift", 20*time.Second, "how long the live users call after their tastes shift before the retrain starts")
 	return cmd
 }
 
@@ -112,6 +135,12 @@ func (o demoOptions) validate() error {
 	}
 	if o.liveUsrs < 1 {
 		errs = append(errs, fmt.Errorf("--live-users %d: must be >= 1", o.liveUsrs))
+	}
+	if o.retrain && o.days < 2 {
+		errs = append(errs, fmt.Errorf("--days %d: the adaptive loop needs at least 2 (its first model is trained on history a day older than the retrain's; or --retrain=false)", o.days))
+	}
+	if o.retrain && o.drift < time.Second {
+		errs = append(errs, fmt.Errorf("--drift %s: must be >= 1s (the drift the retrain is started for is measured over it)", o.drift))
 	}
 	return errors.Join(errs...)
 }
@@ -167,7 +196,12 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 		{"server", cfg.Server.HTTPAddr},
 	} {
 		say("starting %s (log: %s/%s.log)", s.name, logDir, s.name)
-		svc, err := startService(s.name, s.http, logDir, nil)
+		var env []string
+		if s.name == "consumers" {
+			// Accuracy windows of seconds, for the canary's guardrails.
+			env = loopConsumersEnv()
+		}
+		svc, err := startService(s.name, s.http, logDir, env)
 		if err != nil {
 			return err
 		}
@@ -225,7 +259,14 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	// 3c. A first model: a training set from the history, the Go
 	// trainer, registration (ONNX Runtime validation), promotion; the server
 	// loads it on the lifecycle event and becomes ready.
-	trained, err := demoTrain(ctx, stderr, cfg, req)
+	// With the adaptive loop, the first model is a day old: the retrain's
+	// offline gate compares both on the newest rows, which it must not
+	// have trained on.
+	stale := time.Duration(0)
+	if o.retrain {
+		stale = demoFirstModelAge
+	}
+	trained, err := demoTrain(ctx, stderr, cfg, req, stale)
 	if err != nil {
 		return err
 	}
@@ -235,10 +276,23 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	}
 
 	// 4. Live users against the gRPC endpoint, in the same world.
+	world, err := sim.NewWorld(activities.WorldConfig(req))
+	if err != nil {
+		return err
+	}
 	var live *sim.LiveReport
 	if o.live > 0 {
 		say("simulated live users call RecommendService on %s for %s", cfg.Server.GRPCAddr, o.live)
-		live, err = demoLive(ctx, cfg, req, o)
+		live, err = demoLive(ctx, cfg, world, o)
+		if err != nil {
+			return err
+		}
+	}
+
+	// 4b. The adaptive loop: drift, retrain, shadow, canary, promotion.
+	var adapt *adaptReport
+	if o.retrain {
+		adapt, err = demoAdapt(ctx, stderr, tc, cfg, world, live, trained.Version, o)
 		if err != nil {
 			return err
 		}
@@ -295,12 +349,20 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 			return err
 		}
 	}
+	if adapt != nil {
+		fmt.Fprintln(stdout)
+		writeAdapt(stdout, live, trained.Version, adapt)
+	}
 	fmt.Fprintln(stdout)
 	fmt.Fprintln(stdout, "where to look:")
 	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  Temporal UI\t%s\n", cfg.Temporal.UIURL)
 	fmt.Fprintf(tw, "  this run\t%s\n", runURL)
 	fmt.Fprintf(tw, "  batch features run\t%s\n", featsURL)
+	if adapt != nil {
+		fmt.Fprintf(tw, "  retrain run\t%s\n", adapt.RunURL)
+		fmt.Fprintf(tw, "  model history\tadaptrec models history --model %s\n", cfg.Pipeline.Model)
+	}
 	fmt.Fprintf(tw, "  a user's features\tadaptrec features get --user %s --items %s,%s\n", sim.UserID(0), sim.ItemID(0), sim.ItemID(1))
 	fmt.Fprintf(tw, "  gRPC\tgrpcurl -plaintext %s list\n", cfg.Server.GRPCAddr)
 	fmt.Fprintf(tw, "  metrics\thttp://%s/metrics (server), http://%s/metrics (consumers), http://%s/metrics (worker)\n",
@@ -308,6 +370,9 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	fmt.Fprintf(tw, "  archived objects\tadaptrec events ls --from %s --to now\n", res.History.FirstEvent.Format(time.RFC3339))
 	fmt.Fprintf(tw, "  logs\t%s\n", logDir)
 	tw.Flush()
+	if adapt != nil && adapt.RunErr != nil {
+		return fmt.Errorf("demo: the retrain did not promote its version: %w", adapt.RunErr)
+	}
 	if o.exit {
 		return nil
 	}
@@ -329,20 +394,22 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	}
 }
 
-// demoTrain trains a first model on the demo's history, registers it and
-// promotes it to production.
-func demoTrain(ctx context.Context, stderr io.Writer, cfg config.Config, h activities.HistoryRequest) (trainSummary, error) {
+// demoTrain trains a first model on the two days of the demo's history
+// that end stale before its end, registers it and promotes it to
+// production.
+func demoTrain(ctx context.Context, stderr io.Writer, cfg config.Config, h activities.HistoryRequest, stale time.Duration) (trainSummary, error) {
 	var sum trainSummary
 	fmt.Fprintf(stderr, "==> training a first model on the history (training set, ranker, embeddings, indexes)\n")
 	var out bytes.Buffer
-	// The last two days of the history: enough impressions for the
-	// ranker, and a training set built in seconds rather than minutes.
-	from := h.End.Add(-48 * time.Hour)
+	// Two days of the history: enough impressions for the ranker, and a
+	// training set built in seconds rather than minutes.
+	to := h.End.Add(-stale)
+	from := to.Add(-48 * time.Hour)
 	if from.Before(h.Start) {
 		from = h.Start
 	}
 	o := trainOptions{
-		from: from.Format(time.RFC3339), to: h.End.Format(time.RFC3339), model: cfg.Server.Model,
+		from: from.Format(time.RFC3339), to: to.Format(time.RFC3339), model: cfg.Server.Model,
 		actor: "adaptrec demo", reason: "demo: first model", asJSON: true, now: time.Now(),
 	}
 	// The trainer's defaults: flags registered, none set.
@@ -516,11 +583,7 @@ func demoWait(ctx context.Context, stderr io.Writer, tc client.Client, run clien
 
 // demoLive runs simulated live users of the backfilled world against the
 // server.
-func demoLive(ctx context.Context, cfg config.Config, req activities.HistoryRequest, o demoOptions) (*sim.LiveReport, error) {
-	world, err := sim.NewWorld(activities.WorldConfig(req))
-	if err != nil {
-		return nil, err
-	}
+func demoLive(ctx context.Context, cfg config.Config, world *sim.World, o demoOptions) (*sim.LiveReport, error) {
 	conn, err := grpc.NewClient(cfg.Server.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", cfg.Server.GRPCAddr, err)
