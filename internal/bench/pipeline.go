@@ -43,13 +43,18 @@ type PipelineResult struct {
 	NewVersion      string `json:"new_version"`
 	RolledBackTo    string `json:"rolled_back_to"`
 	// CutoverMs is from the promotion's ModelLifecycleEvent to every
-	// serving instance answering with the new version; RollbackMs the same
-	// from the rollback's. Per instance in CutoverMsByInstance and
+	// serving instance answering with the new version; RollbackMs from the
+	// start of the ModelChange workflow that rolls production back (as
+	// `adaptrec models rollback` runs it) to every instance answering with
+	// the previous version. Per instance in CutoverMsByInstance and
 	// RollbackMsByInstance (-1: the instance never switched).
 	CutoverMs            float64   `json:"cutover_ms"`
 	RollbackMs           float64   `json:"rollback_ms"`
 	CutoverMsByInstance  []float64 `json:"cutover_ms_by_instance"`
 	RollbackMsByInstance []float64 `json:"rollback_ms_by_instance"`
+	// RollbackWorkflowMs is the rollback's ModelChange run from its start
+	// to its close, as Temporal recorded them (-1 when not measured).
+	RollbackWorkflowMs float64 `json:"rollback_workflow_ms"`
 	// FailedRequestsCutover and FailedRequestsRollback count Recommend
 	// calls that failed (a gRPC error) from each change until every
 	// instance had switched and settled; FailedRequests over the whole

@@ -162,7 +162,7 @@ func TestPipelineResultJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"bench", "events", "total_seconds", "stages", "cutover_ms", "rollback_ms",
-		"failed_requests_cutover", "failed_requests_rollback", "failed_requests", "requests", "previous_version",
+		"rollback_workflow_ms", "failed_requests_cutover", "failed_requests_rollback", "failed_requests", "requests", "previous_version",
 		"new_version", "rolled_back_to", "instances", "setup_seconds", "target_total_seconds", "target_cutover_ms",
 		"target_rollback_ms", "meets_target", "outcome", "mode"} {
 		if _, ok := m[k]; !ok {

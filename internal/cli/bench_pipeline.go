@@ -68,8 +68,11 @@ watch shortened to seconds by configuration (the settings are in the output):
 total_seconds is from its start to its result, stages the seconds of each of
 its stages. cutover_ms is from the promotion's ModelLifecycleEvent to the
 moment every instance answers with the new version, as the load generator's
-responses per instance show; then production is rolled back as 'adaptrec
-models rollback' does and rollback_ms is measured the same way.
+responses per instance show. Then production is rolled back as 'adaptrec
+models rollback' does, by a ModelChange workflow that bin/worker runs:
+rollback_ms is from the moment the workflow is started to the moment every
+instance answers with the previous version, rollback_workflow_ms the
+workflow's own duration (its start to its close, as Temporal records them).
 failed_requests_cutover and failed_requests_rollback count the calls that
 failed meanwhile.
 
@@ -254,8 +257,9 @@ func benchPipeline(ctx context.Context, stdout, stderr io.Writer, o benchPipelin
 	stderr = &lockedWriter{w: stderr}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench pipeline: "+format+"\n", args...) }
 	begin := time.Now()
-	fs, err := features.Load(config.Default().Features.File)
-	if err != nil {
+	// The services read the feature definitions from the working
+	// directory: fail early when they are not there.
+	if _, err := features.Load(config.Default().Features.File); err != nil {
 		return fmt.Errorf("%w (run from the repository root, where features/features.yaml is)", err)
 	}
 	for _, name := range []string{"server", "worker", "consumers"} {
@@ -456,28 +460,28 @@ func benchPipeline(ctx context.Context, stdout, stderr io.Writer, o benchPipelin
 		logf("cutover: every instance answers with %s %.0f ms after the promotion event (per instance %v ms); %d failed requests %v",
 			out.Version, res.CutoverMs, res.CutoverMsByInstance, res.FailedRequestsCutover, codes)
 
-		// 6. A rollback, as `adaptrec models rollback` makes it.
-		reg, closeReg, err := modelsWriter(ctx, cfg, fs, io.Discard)
+		// 6. A rollback, as `adaptrec models rollback` makes it: the
+		// ModelChange workflow, run by bin/worker.
+		logf("rolling %s back through the ModelChange workflow", settings.Model)
+		rb, err := benchRollback(ctx, tc, cfg, settings.Model, out.Version)
 		if err != nil {
 			return err
 		}
-		defer closeReg()
-		logf("rolling %s back", settings.Model)
-		al, err := reg.Apply(ctx, settings.Model, registry.Change{Action: registry.ActionRollback, ExpectProduction: out.Version,
-			Actor: "adaptrec bench pipeline", Reason: "bench pipeline: rollback timing"})
-		if err != nil {
-			return fmt.Errorf("roll back %s: %w", out.Version, err)
+		res.RolledBackTo, res.RollbackWorkflowMs = rb.result.After.Production, rb.workflowMs
+		if rb.workflowMs < 0 {
+			logf("ModelChange %s: its start and close times were not read: %v", rb.id, rb.describeErr)
 		}
-		res.RolledBackTo = al.Production
-		t1, err := lifecycle.await(ctx, adaptrecv1.LifecycleStage_LIFECYCLE_STAGE_ROLLED_BACK, al.Production, 30*time.Second)
+		t1 := rb.started
+		event, err := lifecycle.await(ctx, adaptrecv1.LifecycleStage_LIFECYCLE_STAGE_ROLLED_BACK, res.RolledBackTo, 30*time.Second)
 		if err != nil {
 			return err
 		}
-		ss = awaitSwitch(ctx, watch, al.Production, t1, 30*time.Second)
+		ss = awaitSwitch(ctx, watch, res.RolledBackTo, t1, 30*time.Second)
 		res.RollbackMs, res.RollbackMsByInstance = bench.SlowestSwitch(ss)
 		res.FailedRequestsRollback, codes = watch.Failures(t1, switchEnd(ss, t1, 30*time.Second))
-		logf("rollback: every instance answers with %s %.0f ms after the rollback event (per instance %v ms); %d failed requests %v",
-			al.Production, res.RollbackMs, res.RollbackMsByInstance, res.FailedRequestsRollback, codes)
+		logf("rollback: ModelChange %s took %.0f ms (the rollback event %.0f ms after its start); every instance answers with %s %.0f ms after its start (per instance %v ms); %d failed requests %v",
+			rb.id, res.RollbackWorkflowMs, float64(event.Sub(t1))/float64(time.Millisecond), res.RolledBackTo, res.RollbackMs, res.RollbackMsByInstance,
+			res.FailedRequestsRollback, codes)
 	}
 	stopLoad()
 	for range o.instances {
@@ -488,7 +492,7 @@ func benchPipeline(ctx context.Context, stdout, stderr io.Writer, o benchPipelin
 	}
 	res.Requests, res.FailedRequests = watch.Totals()
 	if runErr != nil {
-		res.CutoverMs, res.RollbackMs = -1, -1
+		res.CutoverMs, res.RollbackMs, res.RollbackWorkflowMs = -1, -1, -1
 	}
 	res.Evaluate()
 	logf("total %.1fs (goal %d s), cutover %.0f ms and rollback %.0f ms (goals %d ms), %d of %d requests failed; meets target: %v",
@@ -501,4 +505,52 @@ func benchPipeline(ctx context.Context, stdout, stderr io.Writer, o benchPipelin
 		return errors.Join(err, fmt.Errorf("bench pipeline: %w", runErr))
 	}
 	return err
+}
+
+// benchRolledBack is a rollback made by benchRollback.
+type benchRolledBack struct {
+	// id is the ModelChange run's workflow id, result its result.
+	id     string
+	result workflows.ModelChangeResult
+	// started is the moment the run was started: just before its start
+	// request was sent.
+	started time.Time
+	// workflowMs is the run's own duration, from its start to its close
+	// as Temporal recorded them; -1 when they could not be read
+	// (describeErr says why).
+	workflowMs  float64
+	describeErr error
+}
+
+// benchRollback rolls model's production back from version as `adaptrec
+// models rollback --expect-production version` does: a ModelChange run on
+// the default task queue, waited for.
+func benchRollback(ctx context.Context, tc client.Client, cfg config.Config, model, version string) (benchRolledBack, error) {
+	rb := benchRolledBack{id: modelChangeID(registry.ActionRollback, model, time.Now()), workflowMs: -1}
+	p := workflows.ModelChangeParams{Model: model, Change: registry.Change{Action: registry.ActionRollback, ExpectProduction: version,
+		Actor: "adaptrec bench pipeline", Reason: "bench pipeline: rollback timing"}}
+	rb.started = time.Now()
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: rb.id, TaskQueue: activities.TaskQueueDefault,
+		WorkflowExecutionTimeout: 2 * time.Minute}, workflows.ModelChange, p)
+	if err != nil {
+		return rb, fmt.Errorf("start ModelChange %s: %w", rb.id, err)
+	}
+	if err := run.Get(ctx, &rb.result); err != nil {
+		return rb, fmt.Errorf("roll %s back from %s: %w", model, version, modelChangeFailure(rb.id, workflowLink(cfg.Temporal, rb.id), err))
+	}
+	if !rb.result.Changed || rb.result.After.Production == "" || rb.result.After.Production == version {
+		return rb, fmt.Errorf("ModelChange %s rolled nothing back: production %s (revision %d), was %s",
+			rb.id, orDash(rb.result.After.Production), rb.result.After.Revision, version)
+	}
+	desc, err := tc.DescribeWorkflowExecution(ctx, rb.id, run.GetRunID())
+	info := desc.GetWorkflowExecutionInfo()
+	switch {
+	case err != nil:
+		rb.describeErr = err
+	case info.GetStartTime() == nil || info.GetCloseTime() == nil:
+		rb.describeErr = fmt.Errorf("Temporal records no start or close time (status %s)", info.GetStatus())
+	default:
+		rb.workflowMs = float64(info.GetCloseTime().AsTime().Sub(info.GetStartTime().AsTime())) / float64(time.Millisecond)
+	}
+	return rb, nil
 }

@@ -75,7 +75,7 @@ func TestBenchPipelineReport(t *testing.T) {
 	r := bench.PipelineResult{Bench: "pipeline", Events: 1_000_000, TotalSeconds: 150,
 		Stages:  map[string]float64{"validate": 2, "train": 50, "shadow": 6, "canary": 42, "cutover": 0.1, "watch": 10},
 		Outcome: "Succeeded", PreviousVersion: "a", NewVersion: "b", RolledBackTo: "a", CutoverMs: 120, RollbackMs: 3100,
-		Instances: 2, Mode: "self-contained"}
+		RollbackWorkflowMs: 240, Instances: 2, Mode: "self-contained"}
 	r.Evaluate()
 	var out bytes.Buffer
 	fmt.Fprintln(&out, "progress goes to stderr, but a first line must not matter")
@@ -83,7 +83,7 @@ func TestBenchPipelineReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := lastJSONLine(t, out.String())
-	for _, k := range []string{"total_seconds", "stages", "cutover_ms", "rollback_ms", "failed_requests_cutover",
+	for _, k := range []string{"total_seconds", "stages", "cutover_ms", "rollback_ms", "rollback_workflow_ms", "failed_requests_cutover",
 		"failed_requests_rollback", "events", "new_version", "meets_target"} {
 		if _, ok := m[k]; !ok {
 			t.Errorf("result lacks %q: %s", k, out.String())
@@ -97,8 +97,8 @@ func TestBenchPipelineReport(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Stages["canary"] != 42 {
-		t.Errorf("stages round trip: %v", back.Stages)
+	if back.Stages["canary"] != 42 || back.RollbackWorkflowMs != 240 {
+		t.Errorf("round trip: stages %v, rollback_workflow_ms %v", back.Stages, back.RollbackWorkflowMs)
 	}
 }
 
