@@ -441,7 +441,7 @@ func benchPipeline(ctx context.Context, stdout, stderr io.Writer, o benchPipelin
 		fmt.Fprintf(stderr, "    %s = %s\n", kv[0], kv[1])
 	}
 	runStart := time.Now()
-	out, runErr := followRetrain(ctx, stderr, tc, rrun)
+	out, runErr := retrainFollow(ctx, stderr, "    ", tc, rrun, 2*time.Second)
 	res.TotalSeconds = time.Since(runStart).Seconds()
 	res.Stages, res.Outcome, res.Notes, res.NewVersion = stageSeconds(out), out.Outcome, out.Notes, out.Version
 	if runErr != nil {

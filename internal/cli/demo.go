@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -238,8 +237,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	if err != nil {
 		return fmt.Errorf("start HistoryBackfill: %w", err)
 	}
-	runURL := fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", cfg.Temporal.UIURL,
-		url.PathEscape(cfg.Temporal.Namespace), url.PathEscape(workflowID), url.PathEscape(run.GetRunID()))
+	runURL := runLink(cfg.Temporal, workflowID, run.GetRunID())
 	say("HistoryBackfill started: %d events, %d users, %d items over %d days\n    follow it in the Temporal UI: %s",
 		o.events, o.users, o.items, o.days, runURL)
 	started := time.Now()
@@ -447,8 +445,7 @@ func demoBatchFeatures(ctx context.Context, stderr io.Writer, tc client.Client, 
 	if err != nil {
 		return res, "", fmt.Errorf("start BatchFeatures: %w", err)
 	}
-	runURL := fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", cfg.Temporal.UIURL,
-		url.PathEscape(cfg.Temporal.Namespace), url.PathEscape(id), url.PathEscape(run.GetRunID()))
+	runURL := runLink(cfg.Temporal, id, run.GetRunID())
 	fmt.Fprintf(stderr, "==> BatchFeatures started: batch features from the event log into versioned snapshots\n    follow it in the Temporal UI: %s\n", runURL)
 	done := make(chan error, 1)
 	go func() { done <- run.Get(ctx, &res) }()

@@ -113,7 +113,7 @@ func demoAdapt(ctx context.Context, stderr io.Writer, tc client.Client, cfg conf
 	}
 	rep.RunURL = link
 	say("RetrainWorkflow started: validate, training set, train, evaluate, register, shadow, canary, cutover, watch\n    follow it in the Temporal UI: %s", link)
-	rep.Result, rep.RunErr = followRetrain(ctx, stderr, tc, run)
+	rep.Result, rep.RunErr = retrainFollow(ctx, stderr, "    ", tc, run, 2*time.Second)
 	stopLive()
 	d := <-during
 	if d.err != nil && !errors.Is(d.err, context.Canceled) {

@@ -2,17 +2,14 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/adaptrec/adaptrec/activities"
 	"github.com/adaptrec/adaptrec/consumers/feedback"
@@ -124,77 +121,7 @@ func startRetrain(ctx context.Context, tc client.Client, cfg config.Config, sett
 	if err != nil {
 		return nil, "", fmt.Errorf("start RetrainWorkflow: %w", err)
 	}
-	return run, runURL(cfg, id, run.GetRunID()), nil
-}
-
-// runURL is a workflow run's page in the Temporal UI.
-func runURL(cfg config.Config, id, runID string) string {
-	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", cfg.Temporal.UIURL,
-		url.PathEscape(cfg.Temporal.Namespace), url.PathEscape(id), url.PathEscape(runID))
-}
-
-// followRetrain waits for a RetrainWorkflow run, printing each change of
-// its progress (query "progress") to w, and returns its result: a run that
-// failed returns the result its error carries, with the error.
-func followRetrain(ctx context.Context, w io.Writer, tc client.Client, run client.WorkflowRun) (workflows.RetrainResult, error) {
-	var res workflows.RetrainResult
-	done := make(chan error, 1)
-	go func() { done <- run.Get(ctx, &res) }()
-	started := time.Now()
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	last := ""
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				var appErr *temporal.ApplicationError
-				if errors.As(err, &appErr) {
-					_ = appErr.Details(&res)
-				}
-				return res, fmt.Errorf("RetrainWorkflow %s: %w", run.GetID(), err)
-			}
-			fmt.Fprintf(w, "    %5.0fs  done: %s promoted\n", time.Since(started).Seconds(), res.Version)
-			return res, nil
-		case <-tick.C:
-			v, err := tc.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.QueryProgress)
-			if err != nil {
-				continue
-			}
-			var p workflows.RetrainProgress
-			if v.Get(&p) != nil {
-				continue
-			}
-			if line := progressLine(p); line != last {
-				last = line
-				fmt.Fprintf(w, "    %5.0fs  %s\n", time.Since(started).Seconds(), line)
-			}
-		}
-	}
-}
-
-// progressLine says where a run is, in one line.
-func progressLine(p workflows.RetrainProgress) string {
-	s := fmt.Sprintf("stage %d/%d %s", p.StageIndex+1, p.Stages, p.Stage)
-	switch p.Stage {
-	case workflows.StageTrain:
-		if t := p.Training; t != nil {
-			s += fmt.Sprintf(": %s on %s, %.0f%% (%s: %s)", t.JobID, t.TaskQueue, 100*t.Fraction, t.Stage, t.Message)
-		} else if len(p.Notes) > 0 {
-			s += ": " + p.Notes[len(p.Notes)-1]
-		} else {
-			s += ": waiting for a GPU worker on " + activities.TaskQueueGPUTraining
-		}
-	case workflows.StageShadow:
-		s += fmt.Sprintf(": %s scored %d of %d mirrored requests", p.Version, p.ShadowRequests, p.ShadowTarget)
-	case workflows.StageCanary:
-		s += fmt.Sprintf(": %s on %.0f%% of traffic (step %d of %d)", p.Version, 100*p.CanaryWeight, p.CanaryStep, p.CanarySteps)
-	case workflows.StageRegister, workflows.StageCutover, workflows.StageWatch:
-		if p.Version != "" {
-			s += ": " + p.Version
-		}
-	}
-	return s
+	return run, runLink(cfg.Temporal, id, run.GetRunID()), nil
 }
 
 // writeTimings prints a run's stage timings.

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/adaptrec/adaptrec/activities"
 	"github.com/adaptrec/adaptrec/sim"
 	"github.com/adaptrec/adaptrec/workflows"
 )
@@ -31,29 +30,6 @@ func TestDriftReason(t *testing.T) {
 	}
 	if got := driftReason("v1", nil, rep("v1", 100, 5), at, 0.7); !strings.HasSuffix(got, "CTR of v1 is 5.00% since") {
 		t.Errorf("without a before: %q", got)
-	}
-}
-
-func TestProgressLine(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		p    workflows.RetrainProgress
-		want string
-	}{
-		{workflows.RetrainProgress{Stage: workflows.StageValidate, Stages: 11}, "stage 1/11 validate"},
-		{workflows.RetrainProgress{Stage: workflows.StageTrain, StageIndex: 2, Stages: 11},
-			"stage 3/11 train: waiting for a GPU worker on " + activities.TaskQueueGPUTraining},
-		{workflows.RetrainProgress{Stage: workflows.StageTrain, StageIndex: 2, Stages: 11,
-			Training: &activities.TrainingProgress{JobID: "j-cpu", TaskQueue: "adaptrec-default", Fraction: 0.5, Stage: "ranker", Message: "epoch 2"}},
-			"stage 3/11 train: j-cpu on adaptrec-default, 50% (ranker: epoch 2)"},
-		{workflows.RetrainProgress{Stage: workflows.StageShadow, StageIndex: 5, Stages: 11, Version: "v2", ShadowRequests: 120, ShadowTarget: 300},
-			"stage 6/11 shadow: v2 scored 120 of 300 mirrored requests"},
-		{workflows.RetrainProgress{Stage: workflows.StageCanary, StageIndex: 7, Stages: 11, Version: "v2", CanaryStep: 2, CanarySteps: 2, CanaryWeight: 0.5},
-			"stage 8/11 canary: v2 on 50% of traffic (step 2 of 2)"},
-	} {
-		if got := progressLine(tc.p); got != tc.want {
-			t.Errorf("progressLine = %q, want %q", got, tc.want)
-		}
 	}
 }
 

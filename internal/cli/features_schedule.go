@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -103,8 +102,7 @@ func featuresSchedule(ctx context.Context, out io.Writer, cfg config.Config, o f
 	if err != nil {
 		return fmt.Errorf("schedule %s: %w", BatchFeaturesScheduleID, err)
 	}
-	fmt.Fprintf(out, "%s schedule %s: BatchFeatures every day at %s UTC on task queue %s\n  %s/namespaces/%s/schedules/%s\n",
-		verb, BatchFeaturesScheduleID, at.Format("15:04"), activities.TaskQueueDefault,
-		cfg.Temporal.UIURL, url.PathEscape(cfg.Temporal.Namespace), BatchFeaturesScheduleID)
+	fmt.Fprintf(out, "%s schedule %s: BatchFeatures every day at %s UTC on task queue %s\n  %s\n",
+		verb, BatchFeaturesScheduleID, at.Format("15:04"), activities.TaskQueueDefault, scheduleLink(cfg.Temporal, BatchFeaturesScheduleID))
 	return nil
 }

@@ -72,6 +72,11 @@ func workflowLink(t config.Temporal, id string) string {
 	return fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimRight(t.UIURL, "/"), url.PathEscape(t.Namespace), url.PathEscape(id))
 }
 
+// runLink is one run's history page in the Temporal UI.
+func runLink(t config.Temporal, id, runID string) string {
+	return workflowLink(t, id) + "/" + url.PathEscape(runID) + "/history"
+}
+
 // scheduleLink is a Schedule's page in the Temporal UI.
 func scheduleLink(t config.Temporal, id string) string {
 	return fmt.Sprintf("%s/namespaces/%s/schedules/%s", strings.TrimRight(t.UIURL, "/"), url.PathEscape(t.Namespace), url.PathEscape(id))

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"text/tabwriter"
 	"time"
 
@@ -127,8 +126,7 @@ func predictionsRun(ctx context.Context, stdout, stderr io.Writer, cfg config.Co
 	if err != nil {
 		return fmt.Errorf("start BatchPredictions: %w", err)
 	}
-	runURL := fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", cfg.Temporal.UIURL,
-		url.PathEscape(cfg.Temporal.Namespace), url.PathEscape(id), url.PathEscape(run.GetRunID()))
+	runURL := runLink(cfg.Temporal, id, run.GetRunID())
 	fmt.Fprintf(stdout, "started BatchPredictions %s (run %s)\n  %s\n", id, run.GetRunID(), runURL)
 	if !o.wait {
 		return nil

@@ -135,7 +135,7 @@ func retrainRun(ctx context.Context, stdout, stderr io.Writer, tc client.Client,
 		}
 		return nil
 	}
-	res, runErr := retrainFollow(ctx, stderr, tc, run, o.poll)
+	res, runErr := retrainFollow(ctx, stderr, "", tc, run, o.poll)
 	if ctx.Err() != nil {
 		return fmt.Errorf("stopped waiting; run %s goes on: %s", id, started.URL)
 	}
@@ -168,8 +168,9 @@ func retrainFailure(id string, res workflows.RetrainResult, err error) error {
 }
 
 // retrainFollow waits for a run, writing each change of its progress to
-// w, and returns its result (from the error's details for a failed run).
-func retrainFollow(ctx context.Context, w io.Writer, tc client.Client, run client.WorkflowRun, poll time.Duration) (workflows.RetrainResult, error) {
+// w (each line after indent), and returns its result (from the error's
+// details for a failed run).
+func retrainFollow(ctx context.Context, w io.Writer, indent string, tc client.Client, run client.WorkflowRun, poll time.Duration) (workflows.RetrainResult, error) {
 	var res workflows.RetrainResult
 	done := make(chan error, 1)
 	go func() { done <- run.Get(ctx, &res) }()
@@ -197,10 +198,10 @@ func retrainFollow(ctx context.Context, w io.Writer, tc client.Client, run clien
 			elapsed := time.Since(start).Seconds()
 			if line := retrainProgressLine(p); line != last {
 				last = line
-				fmt.Fprintf(w, "%5.0fs  %s\n", elapsed, line)
+				fmt.Fprintf(w, "%s%5.0fs  %s\n", indent, elapsed, line)
 			}
 			for ; notes < len(p.Notes); notes++ {
-				fmt.Fprintf(w, "%5.0fs  note: %s\n", elapsed, p.Notes[notes])
+				fmt.Fprintf(w, "%s%5.0fs  note: %s\n", indent, elapsed, p.Notes[notes])
 			}
 		}
 	}
