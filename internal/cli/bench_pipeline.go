@@ -359,7 +359,7 @@ func benchPipeline(ctx context.Context, stdout, stderr io.Writer, o benchPipelin
 		return err
 	}
 	logf("%d events published and %d archived in %.1fs", backfill.History.Published, backfill.Archive.Rows, time.Since(lap).Seconds())
-	if _, _, err := demoBatchFeatures(ctx, stderr, tc, cfg, worldID); err != nil {
+	if _, _, err := demoBatchFeatures(ctx, stderr, tc, cfg, worldID, req.End); err != nil {
 		return err
 	}
 	first, err := demoTrain(ctx, stderr, cfg, req, demoFirstModelAge)

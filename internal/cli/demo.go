@@ -249,7 +249,7 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 
 	// 3b. Batch features from the event log, through Temporal: snapshots
 	// computed, validated, loaded into Redis and made current.
-	feats, featsURL, err := demoBatchFeatures(ctx, stderr, tc, cfg, worldID)
+	feats, featsURL, err := demoBatchFeatures(ctx, stderr, tc, cfg, worldID, req.End)
 	if err != nil {
 		return err
 	}
@@ -437,16 +437,47 @@ func demoTrain(ctx context.Context, stderr io.Writer, cfg config.Config, h activ
 // demoBatchFeatures runs the BatchFeatures workflow on the demo's history
 // and waits for it, printing its stage. A run whose snapshots failed
 // validation is reported, not fatal: the demo shows what became current.
-func demoBatchFeatures(ctx context.Context, stderr io.Writer, tc client.Client, cfg config.Config, worldID string) (workflows.BatchFeaturesResult, string, error) {
+func demoBatchFeatures(ctx context.Context, stderr io.Writer, tc client.Client, cfg config.Config, worldID string, historyEnd time.Time) (workflows.BatchFeaturesResult, string, error) {
+	// The snapshots a daily schedule would have made over the last days of
+	// the history, oldest first: without them a point-in-time training set
+	// of those days finds no batch features (every row takes the
+	// defaults) and the ranker learns next to nothing.
+	for _, asOf := range historySnapshotTimes(historyEnd) {
+		if _, _, err := demoBatchFeaturesAsOf(ctx, stderr, tc, cfg, worldID, asOf); err != nil {
+			return workflows.BatchFeaturesResult{}, "", err
+		}
+	}
+	return demoBatchFeaturesAsOf(ctx, stderr, tc, cfg, worldID, time.Now().UTC().Truncate(time.Second))
+}
+
+// historySnapshotDays is how many daily snapshots before the history's end
+// demoBatchFeatures backfills: enough for the first model's window (two
+// days ending a day before the end) and the retrain's (two days ending now).
+const historySnapshotDays = 3
+
+// historySnapshotTimes returns the UTC midnights of the historySnapshotDays
+// days before end's, oldest first.
+func historySnapshotTimes(end time.Time) []time.Time {
+	day := end.UTC().Truncate(24 * time.Hour)
+	out := make([]time.Time, 0, historySnapshotDays)
+	for d := historySnapshotDays; d >= 1; d-- {
+		out = append(out, day.Add(-time.Duration(d)*24*time.Hour))
+	}
+	return out
+}
+
+// demoBatchFeaturesAsOf runs the BatchFeatures workflow as of asOf and
+// follows it.
+func demoBatchFeaturesAsOf(ctx context.Context, stderr io.Writer, tc client.Client, cfg config.Config, worldID string, asOf time.Time) (workflows.BatchFeaturesResult, string, error) {
 	var res workflows.BatchFeaturesResult
-	id := "batch-features-" + worldID
+	id := "batch-features-" + worldID + "-" + asOf.Format("20060102T150405Z")
 	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: activities.TaskQueueDefault},
-		workflows.BatchFeatures, workflows.BatchFeaturesParams{AsOf: time.Now().UTC().Truncate(time.Second), WorldID: worldID})
+		workflows.BatchFeatures, workflows.BatchFeaturesParams{AsOf: asOf, WorldID: worldID})
 	if err != nil {
 		return res, "", fmt.Errorf("start BatchFeatures: %w", err)
 	}
 	runURL := runLink(cfg.Temporal, id, run.GetRunID())
-	fmt.Fprintf(stderr, "==> BatchFeatures started: batch features from the event log into versioned snapshots\n    follow it in the Temporal UI: %s\n", runURL)
+	fmt.Fprintf(stderr, "==> BatchFeatures started as of %s: batch features from the event log into versioned snapshots\n    follow it in the Temporal UI: %s\n", asOf.Format(time.RFC3339), runURL)
 	done := make(chan error, 1)
 	go func() { done <- run.Get(ctx, &res) }()
 	started := time.Now()
