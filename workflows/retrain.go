@@ -284,7 +284,7 @@ func (r *retrainRun) fail(err error) error {
 			what = "rolled back"
 		}
 		msg = fmt.Sprintf("%s by %s during %s: %s", what, orUnknown(r.stop.By), r.res.lastStage(), orUnknown(r.stop.Reason))
-	case errors.As(err, &appErr) && isGate(appErr.Type()):
+	case errors.As(err, &appErr) && IsGate(appErr.Type()):
 		kind, msg = appErr.Type(), appErr.Message()
 	}
 	r.res.Outcome, r.res.Reason = kind, msg
@@ -323,7 +323,10 @@ func (r *retrainRun) fail(err error) error {
 	return temporal.NewNonRetryableApplicationError(msg, kind, cause, r.res)
 }
 
-func isGate(kind string) bool {
+// IsGate reports whether a run's outcome (an error type) is a gate's
+// verdict: the pipeline kept production on its version by design, not
+// because something broke.
+func IsGate(kind string) bool {
 	switch kind {
 	case ErrTypeDataContractViolation, ErrTypeEvaluationGateFailed, ErrTypeShadowGateFailed,
 		ErrTypeCanaryGuardrailBreached, ErrTypeCanaryInconclusive, ErrTypeApprovalTimedOut:

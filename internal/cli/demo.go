@@ -369,7 +369,14 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	fmt.Fprintf(tw, "  logs\t%s\n", logDir)
 	tw.Flush()
 	if adapt != nil && adapt.RunErr != nil {
-		return fmt.Errorf("demo: the retrain did not promote its version: %w", adapt.RunErr)
+		// A gate that keeps production on its version is the pipeline
+		// doing its job; anything else is a failure of the demo.
+		if workflows.IsGate(adapt.Result.Outcome) {
+			fmt.Fprintf(stdout, "\nThe pipeline kept production on %s: the candidate failed its %s gate (see the outcome above).\n",
+				orNoneStr(adapt.Result.Production), adapt.Result.Outcome)
+		} else {
+			return fmt.Errorf("demo: the retrain did not promote its version: %w", adapt.RunErr)
+		}
 	}
 	if o.exit {
 		return nil
