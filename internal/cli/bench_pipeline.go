@@ -26,7 +26,6 @@ import (
 	"github.com/adaptrec/adaptrec/internal/bench"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/internal/devstack"
-	"github.com/adaptrec/adaptrec/internal/objstore"
 	"github.com/adaptrec/adaptrec/registry"
 	"github.com/adaptrec/adaptrec/sim"
 	"github.com/adaptrec/adaptrec/workflows"
@@ -295,16 +294,7 @@ func benchPipeline(ctx context.Context, stdout, stderr io.Writer, o benchPipelin
 		}
 		logf("services' logs kept in %s", logDir)
 	}()
-	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := events.EnsureTopics(setupCtx, cfg.Kafka); err != nil {
-		return err
-	}
-	store, err := objstore.New(ctx, cfg.S3)
-	if err != nil {
-		return err
-	}
-	if err := store.EnsureBucket(setupCtx); err != nil {
+	if _, err := prepareStack(ctx, cfg); err != nil {
 		return err
 	}
 	var services []*service
@@ -332,10 +322,9 @@ func benchPipeline(ctx context.Context, stdout, stderr io.Writer, o benchPipelin
 			return err
 		}
 	}
-	tc, err := client.DialContext(ctx, client.Options{HostPort: cfg.Temporal.HostPort, Namespace: cfg.Temporal.Namespace,
-		Logger: quietTemporalLogger{}})
+	tc, err := dialWorkflows(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.HostPort, err)
+		return err
 	}
 	defer tc.Close()
 

@@ -165,16 +165,8 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 			err = errors.Join(err, stack.Stop(stopCtx))
 		}()
 	}
-	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := events.EnsureTopics(setupCtx, cfg.Kafka); err != nil {
-		return err
-	}
-	store, err := objstore.New(ctx, cfg.S3)
+	store, err := prepareStack(ctx, cfg)
 	if err != nil {
-		return err
-	}
-	if err := store.EnsureBucket(setupCtx); err != nil {
 		return err
 	}
 
@@ -217,10 +209,9 @@ func runDemo(ctx context.Context, stdout, stderr io.Writer, o demoOptions) (err 
 	}
 
 	// 3. History through Temporal, Kafka and the archiver.
-	tc, err := client.DialContext(ctx, client.Options{HostPort: cfg.Temporal.HostPort, Namespace: cfg.Temporal.Namespace,
-		Logger: quietTemporalLogger{}})
+	tc, err := dialWorkflows(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.HostPort, err)
+		return err
 	}
 	defer tc.Close()
 	now := time.Now().UTC()
@@ -512,6 +503,24 @@ func demoBatchFeaturesAsOf(ctx context.Context, stderr io.Writer, tc client.Clie
 			fmt.Fprintf(stderr, "    %5.0fs  %s\n", time.Since(started).Seconds(), stage)
 		}
 	}
+}
+
+// prepareStack creates the event topics and the bucket on the stack cfg
+// names (both idempotent) and returns the object store.
+func prepareStack(ctx context.Context, cfg config.Config) (*objstore.Store, error) {
+	setupCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := events.EnsureTopics(setupCtx, cfg.Kafka); err != nil {
+		return nil, err
+	}
+	store, err := objstore.New(ctx, cfg.S3)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.EnsureBucket(setupCtx); err != nil {
+		return nil, err
+	}
+	return store, nil
 }
 
 // demoMetric reads one counter's total from a service's /metrics.
