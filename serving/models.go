@@ -196,8 +196,15 @@ func (mm *ModelManager) publish(next *ModelSet) {
 		}
 	}
 	// Close what no alias serves any more once the requests that picked it
-	// before the swap are done.
+	// before the swap are done. The previous production version stays
+	// loaded when it is (it served until the cutover): a rollback then
+	// swaps in a model already in memory, as a cutover does, instead of
+	// loading it again (about a second at 200,000 items), at the cost of
+	// one more model in memory.
 	keep := map[*Model]bool{next.Production: true, next.Canary: true, next.Shadow: true}
+	if m, ok := mm.loaded[next.Aliases.Previous]; ok {
+		keep[m] = true
+	}
 	for v, m := range mm.loaded {
 		if !keep[m] {
 			delete(mm.loaded, v)

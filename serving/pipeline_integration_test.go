@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/adaptrec/adaptrec/internal/metricstest"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -480,6 +481,35 @@ func TestPipelineServesAndSurvivesFailures(t *testing.T) {
 			}
 		}
 		t.Logf("%d requests during the swap, levels %v", r.n.Load(), r.levels)
+
+		// The replaced version stays loaded as the previous one: a
+		// rollback swaps it in without loading anything.
+		loads := metricstest.Must(t, "adaptrec_serving_model_loads_total", map[string]string{"outcome": "ok"})
+		if _, err := s.reg.Apply(ctx, s.world.Model, registry.Change{Action: registry.ActionRollback, Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		rolledBack := time.Now()
+		testenv.Eventually(t, 10*time.Second, func() error {
+			resp, err := s.recommend(ctx, 0, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil || resp.GetModelVersion() != v1 {
+				return fmt.Errorf("still %s (%v)", resp.GetModelVersion(), err)
+			}
+			return nil
+		})
+		t.Logf("rollback to %s served %s after the change", v1, time.Since(rolledBack).Round(time.Millisecond))
+		if after := metricstest.Must(t, "adaptrec_serving_model_loads_total", map[string]string{"outcome": "ok"}); after != loads {
+			t.Errorf("the rollback to %s loaded %v model versions, want 0: the previous version must stay loaded", v1, after-loads)
+		}
+		// Production back on v2 for the subtests below (a rollback keeps no
+		// previous, so this loads v2 again).
+		s.promote(v2)
+		testenv.Eventually(t, 10*time.Second, func() error {
+			resp, err := s.recommend(ctx, 0, rng, adaptrecv1.Priority_PRIORITY_NORMAL)
+			if err != nil || resp.GetModelVersion() != v2 {
+				return fmt.Errorf("still %s (%v)", resp.GetModelVersion(), err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("canary and shadow", func(t *testing.T) {
