@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/adaptrec/adaptrec/internal/metricstest"
+	"github.com/adaptrec/adaptrec/internal/servingtest"
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -19,9 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/adaptrec/adaptrec/events"
@@ -69,29 +67,7 @@ func serve(t *testing.T, env *testenv.Env, o serving.InstanceOptions) *served {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = inst.Run(runCtx) }()
-	asyncDone := make(chan struct{})
-	go func() { defer close(asyncDone); inst.AsyncPublisher().Run(runCtx) }()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = inst.GRPC.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		inst.GRPC.Stop()
-		stop()
-		<-done
-		<-asyncDone
-		inst.Close()
-	})
-	testenv.Eventually(t, time.Minute, func() error { return inst.Ready(ctx) })
+	conn := servingtest.Serve(t, ctx, inst, time.Minute)
 	obj, err := objstore.New(ctx, cfg.S3)
 	if err != nil {
 		t.Fatal(err)

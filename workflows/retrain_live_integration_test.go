@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/adaptrec/adaptrec/internal/servingtest"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/adaptrec/adaptrec/activities"
 	"github.com/adaptrec/adaptrec/consumers/feedback"
@@ -347,30 +345,7 @@ func (r *liveRig) serve(ctx context.Context, log *slog.Logger) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = inst.Run(runCtx) }()
-	asyncDone := make(chan struct{})
-	go func() { defer close(asyncDone); inst.AsyncPublisher().Run(runCtx) }()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = inst.GRPC.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		inst.GRPC.Stop()
-		stop()
-		<-done
-		<-asyncDone
-		inst.Close()
-	})
-	r.client = adaptrecv1.NewRecommendServiceClient(conn)
-	testenv.Eventually(t, 2*time.Minute, func() error { return inst.Ready(ctx) })
+	r.client = adaptrecv1.NewRecommendServiceClient(servingtest.Serve(t, ctx, inst, 2*time.Minute))
 }
 
 // waitAnswers waits until the serving instance answers every one of a
