@@ -180,10 +180,14 @@ func TestRetrainOnDevServer(t *testing.T) {
 		}
 		return nil
 	})
-	al, err = reg.Aliases(ctx, s.Model)
-	if err != nil || al.Shadow != prog.Version || al.Production != v1 {
-		t.Fatalf("in shadow: aliases %+v (%v), want shadow %s, production %s", al, err, prog.Version, v1)
-	}
+	// The stage is entered before its alias change is applied: wait for it.
+	testenv.Eventually(t, 30*time.Second, func() error {
+		al, err = reg.Aliases(ctx, s.Model)
+		if err != nil || al.Shadow != prog.Version || al.Production != v1 {
+			return fmt.Errorf("in shadow: aliases shadow %q production %q (%v), want shadow %s, production %s", al.Shadow, al.Production, err, prog.Version, v1)
+		}
+		return nil
+	})
 	if !sawTraining {
 		t.Logf("no training progress was seen by the queries (training may have finished between two polls)")
 	}
