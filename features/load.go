@@ -317,8 +317,8 @@ func (p *parser) feature(i int, n *yaml.Node) *parsed {
 	}
 
 	// Rules across fields.
-	if pf.entityOK && pf.laneOK && (f.Entity == EntityRequest) != (f.Lane == LaneRequest) {
-		p.add(keyLine["lane"], pf.label, "lane %s with entity %s: request features (and only they) use the request lane", f.Lane, f.Entity)
+	if pf.entityOK && pf.laneOK && (f.Entity == EntityRequest && f.Lane != LaneRequest || f.Lane == LaneRequest && f.Entity != EntityRequest && f.Entity != EntityUserItem) {
+		p.add(keyLine["lane"], pf.label, "lane %s with entity %s: request features and user_item cross features (and only they) use the request lane", f.Lane, f.Entity)
 	}
 	if pf.laneOK {
 		switch f.Lane {
@@ -581,7 +581,12 @@ func (p *parser) checkSet(feats []*parsed) {
 			p.add(f.Line, f.Name, "group %s: this feature is %s/%s but the group's first feature %s (line %d) is %s/%s; a group is stored and read together, so it has one entity and one lane",
 				f.Group, f.Entity, f.Lane, first.f.Name, first.f.Line, first.f.Entity, first.f.Lane)
 		}
-		if f.Lane == LaneRequest {
+		switch {
+		case f.Lane == LaneRequest && f.Entity == EntityUserItem:
+			if msg := checkCrossFeature(f); msg != "" {
+				p.add(f.Line, f.Name, "%s", msg)
+			}
+		case f.Lane == LaneRequest:
 			if msg := checkRequestFeature(f); msg != "" {
 				p.add(f.Line, f.Name, "%s", msg)
 			}
@@ -590,11 +595,24 @@ func (p *parser) checkSet(feats []*parsed) {
 			p.add(f.Line, f.Name, "%s", msg)
 		}
 	}
+	byName := make(map[string]*Feature, len(names))
+	for name, pf := range names {
+		if pf.valid {
+			byName[name] = &pf.f
+		}
+	}
+	for _, pf := range feats {
+		if f := &pf.f; pf.valid && f.Entity == EntityUserItem && f.Lane == LaneRequest {
+			if msg := checkCrossInputs(f, byName); msg != "" {
+				p.add(f.Line, f.Name, "%s", msg)
+			}
+		}
+	}
 }
 
 // defaultGroup is "<entity>_<lane>", or "request" for request features.
 func defaultGroup(e Entity, l Lane) string {
-	if l == LaneRequest {
+	if l == LaneRequest && e == EntityRequest {
 		return "request"
 	}
 	return e.String() + "_" + l.String()
@@ -635,7 +653,11 @@ func build(source string, feats []*parsed) *FeatureSet {
 			s.maps[e]++
 		}
 		f.defaultRow = rowValue(f.Type, f.Default)
-		if f.Lane == LaneRequest {
+		switch {
+		case f.IsCross():
+			f.crossOp = crossLane[f.Name].op
+			s.cross = append(s.cross, f)
+		case f.Lane == LaneRequest:
 			f.requestOp = requestLane[f.Name].op
 		}
 		gi, ok := byGroup[f.Group]

@@ -240,6 +240,7 @@ type Feature struct {
 	slot       int       // offset in the Record storage of its kind
 	defaultRow []float32 // Default as ranker input; nil for lists and maps
 	requestOp  requestOp // computation of a request feature
+	crossOp    crossOp   // computation of a cross feature
 }
 
 // FeatureSet is a validated set of feature definitions. It is read-only and
@@ -251,6 +252,7 @@ type FeatureSet struct {
 	byEntity [numEntities][]*Feature
 	groups   []Group
 	hash     string
+	cross    []*Feature // cross features (user×item, request lane)
 	// storage sizes of a Record, per entity
 	nums, ints, lists, maps [numEntities]int
 }

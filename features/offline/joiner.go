@@ -3,6 +3,7 @@ package offline
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ type groupCursor struct {
 	index map[string]int32
 	bind  *snapshot.Binding
 	uses  []SnapshotUse
+	loads int // snapshots loaded so far
 }
 
 // at makes the snapshot usable at t (unix ms) current, loading it when it
@@ -58,6 +60,7 @@ func (g *groupCursor) at(ctx context.Context, t int64) error {
 		return err
 	}
 	g.rows, g.bind = rows, bind
+	g.loads++
 	g.index = make(map[string]int32, len(rows))
 	for i := range rows {
 		g.index[rows[i].EntityID] = int32(i)
@@ -169,6 +172,28 @@ type joiner struct {
 	base      *groupCursor
 	clicks7d  *features.Feature
 	baselined int64
+
+	// The cross features (features.FillCross), when the layout has one:
+	// the user's taste is read from the example's user record and the
+	// categories of the user's session items, each read from the item
+	// snapshots as of the example (cached per item until an item snapshot
+	// changes).
+	crossOn   bool
+	sessionOn bool  // a cross feature reads the session's items
+	recentTTL int64 // user_session_recent_items' ttl in ms; 0 for none
+	taste     features.Taste
+	cats      []int64
+	catRec    *features.Record
+	catCache  map[int32]itemCategory
+	catGen    int
+}
+
+// itemCategory is an item's category as the item snapshots of one
+// generation hold it.
+type itemCategory struct {
+	cat int64
+	ok  bool
+	gen int
 }
 
 func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *features.Layout, cfg *Config) (*joiner, error) {
@@ -195,6 +220,26 @@ func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *f
 	inLayout := map[string]bool{}
 	for _, n := range layout.Names() {
 		inLayout[n] = true
+	}
+	// A cross feature's inputs are read as the join reads the layout's
+	// own features: their groups must be loaded even when the layout does
+	// not hold them.
+	crossInputs := map[string]bool{}
+	for _, f := range fs.CrossFeatures() {
+		if inLayout[f.Name] {
+			j.crossOn = true
+		}
+	}
+	if j.crossOn {
+		j.catRec = fs.NewRecord(features.EntityItem)
+		j.catCache = map[int32]itemCategory{}
+		j.sessionOn = fs.NeedsSession()
+		for _, n := range []string{features.FeatureCategoryAffinity, features.FeatureItemCategory} {
+			crossInputs[n] = true
+		}
+		if f, ok := fs.Lookup(features.FeatureSessionRecentItems); ok {
+			j.recentTTL = f.TTL.Milliseconds()
+		}
 	}
 	for f := range windowed.NumFeatures {
 		d, ok := fs.Lookup(f.Name())
@@ -223,7 +268,7 @@ func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *f
 		}
 		used := g.Name == baseGroup
 		for _, f := range g.Features {
-			used = used || inLayout[f.Name]
+			used = used || inLayout[f.Name] || crossInputs[f.Name]
 		}
 		if !used {
 			continue
@@ -242,6 +287,9 @@ func newJoiner(ctx context.Context, st Store, fs *features.FeatureSet, layout *f
 			for _, f := range g.Features {
 				if inLayout[f.Name] {
 					j.defaulted[f.Name] = "group " + g.Name + " has no snapshot"
+				}
+				if crossInputs[f.Name] {
+					j.defaultCross(inLayout, f.Name, g.Name)
 				}
 			}
 			if g.Name == baseGroup {
@@ -425,6 +473,77 @@ func (j *joiner) nearline(u int32, item string, t int64) (features.UserState, er
 	return us, nil
 }
 
+// defaultCross records, for the cross features of the layout that read
+// input, that they hold their defaults because input's group has no
+// snapshot.
+func (j *joiner) defaultCross(inLayout map[string]bool, input, group string) {
+	for _, f := range j.fs.CrossFeatures() {
+		if !inLayout[f.Name] || !slices.Contains(features.CrossInputs(f.Name), input) {
+			continue
+		}
+		if _, ok := j.defaulted[f.Name]; !ok {
+			j.defaulted[f.Name] = "input " + input + ": group " + group + " has no snapshot"
+		}
+	}
+}
+
+// cross computes the example's cross features into pairRec, from the user
+// and item records already applied and the categories of the user's
+// session items as of t (the list read as serving reads it: the default,
+// empty, once older than its ttl).
+func (j *joiner) cross(u int32, t int64, at time.Time) error {
+	if !j.crossOn {
+		return nil
+	}
+	j.cats = j.cats[:0]
+	if j.sessionOn {
+		uv := j.state[u].Values(t)
+		if v, when, ok := uv.Get(windowed.SessionRecentItems); ok && (j.recentTTL == 0 || t-when <= j.recentTTL) {
+			gen := 0
+			for _, g := range j.byEnt[features.EntityItem] {
+				gen += g.loads
+			}
+			for _, id := range v.List {
+				if c, ok := j.category(id, gen, at); ok {
+					j.cats = append(j.cats, c)
+				}
+			}
+		}
+	}
+	if err := j.fs.Taste(&j.taste, j.userRec, j.cats); err != nil {
+		return err
+	}
+	return j.fs.FillCross(j.pairRec, &j.taste, j.itemRec)
+}
+
+// category returns an item's category in the item snapshots the example
+// reads (gen identifies them).
+func (j *joiner) category(id string, gen int, at time.Time) (int64, bool) {
+	idx, known := j.items[id]
+	if known {
+		if c, ok := j.catCache[idx]; ok && c.gen == gen {
+			return c.cat, c.ok
+		}
+	}
+	j.catRec.Reset()
+	j.key = append(j.key[:0], id...)
+	for _, g := range j.byEnt[features.EntityItem] {
+		if g.bind == nil {
+			continue
+		}
+		if i, ok := g.index[string(j.key)]; ok {
+			if err := g.bind.Apply(j.catRec, &g.rows[i]); err != nil {
+				return 0, false
+			}
+		}
+	}
+	c, ok := j.fs.ItemCategory(j.catRec)
+	if known {
+		j.catCache[idx] = itemCategory{cat: c, ok: ok, gen: gen}
+	}
+	return c, ok
+}
+
 // setNearline sets a nearline value of age ms into rec, unless the feature
 // is not in the layout or the value is older than its ttl.
 func (j *joiner) setNearline(rec *features.Record, f windowed.Feature, v features.Value, age int64) error {
@@ -494,6 +613,9 @@ func (j *joiner) example(ctx context.Context, r *eventlog.Row, t int64, key attr
 	}
 	us, err := j.nearline(key.user, j.itemIDs[key.item], t)
 	if err != nil {
+		return err
+	}
+	if err := j.cross(key.user, t, r.EventTime); err != nil {
 		return err
 	}
 	// The client's zone archived with the event, else the user's home zone.

@@ -50,6 +50,13 @@ type scratch struct {
 	near      []map[string]string // per plan.userNearline, then plan.pairNearline
 	pairs     pairScratch
 	hist      []int32 // candidates per item class
+	// The cross features' inputs (fillCross): the user's taste, the
+	// categories of the session's items, and a record and counts to read
+	// an item's category through the cascade.
+	taste     features.Taste
+	cats      []int64
+	catRec    *features.Record
+	catGroups []GroupResult
 	// degraded says why the user read failed; "" when it did not.
 	degraded string
 	res      Result
@@ -217,7 +224,7 @@ func (s *Store) fillUser(v *view, now time.Time, sc *scratch, res *Result, withM
 		switch {
 		case u == nil || res.Degraded:
 			for i := range g.feats {
-				if withMaps || g.feats[i].width > 0 {
+				if withMaps || g.feats[i].width > 0 || g.feats[i].always {
 					gr.Counts[SourceDefaultUnavailable]++
 					if tr != nil {
 						tr(-1, g.feats[i].f, SourceDefaultUnavailable, 0, gr.Version)
@@ -236,7 +243,7 @@ func (s *Store) fillUser(v *view, now time.Time, sc *scratch, res *Result, withM
 		age := nowMs - u.asOf.UnixMilli()
 		for i := range g.feats {
 			fp := &g.feats[i]
-			if !withMaps && fp.width == 0 {
+			if !withMaps && fp.width == 0 && !fp.always {
 				continue
 			}
 			src := SourceDefaultMissing
@@ -263,7 +270,7 @@ func (s *Store) fillUser(v *view, now time.Time, sc *scratch, res *Result, withM
 		if res.Degraded {
 			stale = true
 			for i := range g.feats {
-				if withMaps || g.feats[i].width > 0 {
+				if withMaps || g.feats[i].width > 0 || g.feats[i].always {
 					gr.Counts[SourceDefaultUnavailable]++
 					if tr != nil {
 						tr(-1, g.feats[i].f, SourceDefaultUnavailable, 0, "")
@@ -274,7 +281,7 @@ func (s *Store) fillUser(v *view, now time.Time, sc *scratch, res *Result, withM
 			fields := sc.near[k]
 			for i := range g.feats {
 				fp := &g.feats[i]
-				if !withMaps && fp.width == 0 {
+				if !withMaps && fp.width == 0 && !fp.always {
 					continue
 				}
 				src, at := SourceDefaultMissing, int64(0)
@@ -283,7 +290,7 @@ func (s *Store) fillUser(v *view, now time.Time, sc *scratch, res *Result, withM
 					if at, err = nearlineTime(str, fp.f); err != nil {
 						corruptValuesTotal.WithLabelValues(g.name).Inc()
 					} else {
-						src, err = cascade(rec, fp, nowMs-at, func() error { return setNearline(str, fp.f, rec, sc.vec, withMaps) })
+						src, err = cascade(rec, fp, nowMs-at, func() error { return setNearline(str, fp.f, rec, sc.vec, withMaps || fp.always) })
 						if err != nil {
 							corruptValuesTotal.WithLabelValues(g.name).Inc()
 							src = SourceDefaultMissing
@@ -407,7 +414,7 @@ func setColumn(rec *features.Record, fp *featPlan, nums []float32, ints []int64)
 // serve (user×item).
 func (s *Store) countNotServed(res *Result, items int) {
 	for _, g := range s.plan.groups {
-		if g.served || g == s.plan.request || len(g.feats) == 0 {
+		if g.served || g == s.plan.request || g == s.plan.cross || len(g.feats) == 0 {
 			continue
 		}
 		n := len(g.feats)

@@ -86,6 +86,10 @@ func (s *Store) Explain(ctx context.Context, userID string, itemIDs []string, re
 	if err := s.fillPairs(v, itemIDs, now, sc, res, tr); err != nil {
 		return nil, err
 	}
+	se := &Session{sc: sc, v: v, res: res, now: now}
+	if err := s.fillCross(se, len(itemIDs), tr); err != nil {
+		return nil, err
+	}
 	s.countNotServed(res, len(itemIDs))
 
 	// One entry per (entity, feature) in canonical order.

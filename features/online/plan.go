@@ -28,6 +28,9 @@ type featPlan struct {
 	fresh int64
 	// twin is the batch feature that stands in for a stale nearline value.
 	twin *features.Feature
+	// always: a list or map decoded even for ranking (Session without
+	// Lists), because a cross feature reads it.
+	always bool
 }
 
 // groupPlan is one storage group as the store keeps it.
@@ -66,6 +69,9 @@ type plan struct {
 	pairBatch, pairNearline, pairAll []*groupPlan
 	// request is the request group, nil when the set has none.
 	request *groupPlan
+	// cross is the group of the cross features (user×item, computed per
+	// candidate by features.FillCross), nil when the set has none.
+	cross *groupPlan
 	// indicators are the features the store computes.
 	indicators map[features.ID]bool
 	// featGroup finds a stored feature's group and position.
@@ -126,6 +132,8 @@ func newPlan(fs *features.FeatureSet, twins, indicators map[string]string) (*pla
 			// Only staleness indicators: computed, never read.
 		case g.Entity == features.EntityRequest:
 			p.request = gp
+		case g.Entity == features.EntityUserItem && g.Lane == features.LaneRequest:
+			p.cross = gp
 		case g.Entity == features.EntityUser && g.Lane == features.LaneBatch:
 			gp.served = true
 			p.userBatch = append(p.userBatch, gp)
@@ -192,6 +200,13 @@ func newPlan(fs *features.FeatureSet, twins, indicators map[string]string) (*pla
 	}
 	if items := fs.Entity(features.EntityItem); len(items) > 0 {
 		p.itemProbe = items[0].ID
+	}
+	if p.cross != nil && fs.NeedsSession() {
+		if f, ok := fs.Lookup(features.FeatureSessionRecentItems); ok {
+			if gp := p.featGroup[f.ID]; gp != nil {
+				gp.feats[gp.byName[f.Name]].always = true
+			}
+		}
 	}
 	// Copies, so taken once twins are known.
 	for _, gp := range p.groups {

@@ -23,6 +23,9 @@ type Session struct {
 	res        *Result
 	now, start time.Time
 	metrics    bool
+	// tasted: sc.taste holds the user's taste (read once, at the first
+	// Assemble that needs it).
+	tasted bool
 }
 
 // BeginOptions tunes Begin.
@@ -89,6 +92,9 @@ func (se *Session) Assemble(itemIDs []string, dst []float32) error {
 	if err := a.s.fillPairs(se.v, itemIDs, se.now, sc, se.res, nil); err != nil {
 		return err
 	}
+	if err := a.s.fillCross(se, len(itemIDs), nil); err != nil {
+		return err
+	}
 	a.s.countNotServed(se.res, len(itemIDs))
 	var pairs []*features.Record
 	if len(sc.pairs.rows) == len(itemIDs) {
@@ -142,4 +148,92 @@ type ItemsGeneration struct{ v *itemView }
 // ItemsGeneration returns the current generation of the item features.
 func (s *Store) ItemsGeneration() ItemsGeneration {
 	return ItemsGeneration{s.view.Load().items}
+}
+
+// fillCross computes the cross features of the session's n candidates
+// (features.FillCross) into their pair records, creating the records
+// fillPairs left out, from the user's taste: the user record after the
+// cascade and the categories of the user's session items in the session's
+// item view.
+func (s *Store) fillCross(se *Session, n int, tr tracer) error {
+	p := s.plan
+	g := p.cross
+	if g == nil {
+		return nil
+	}
+	fs, sc := p.fs, se.sc
+	if !se.tasted {
+		nowMs := se.now.UnixMilli()
+		sc.cats = sc.cats[:0]
+		if fs.NeedsSession() {
+			for _, id := range fs.SessionItems(sc.user) {
+				if c, ok := s.itemCategory(se.v.items, id, nowMs, sc); ok {
+					sc.cats = append(sc.cats, c)
+				}
+			}
+		}
+		if err := fs.Taste(&sc.taste, sc.user, sc.cats); err != nil {
+			return fmt.Errorf("assemble: %w", err)
+		}
+		se.tasted = true
+	}
+	ps := &sc.pairs
+	for len(ps.recs) < n {
+		ps.recs = append(ps.recs, fs.NewRecord(features.EntityUserItem))
+	}
+	if len(ps.rows) != n {
+		if cap(ps.rows) < n {
+			ps.rows = make([]*features.Record, n)
+		}
+		ps.rows = ps.rows[:n]
+		clear(ps.rows)
+	}
+	gr := &se.res.Groups[g.index]
+	for i := range n {
+		rec := ps.rows[i]
+		if rec == nil {
+			rec = ps.recs[i]
+			rec.Reset()
+			ps.rows[i] = rec
+		}
+		if err := fs.FillCross(rec, &sc.taste, sc.rows[i]); err != nil {
+			return fmt.Errorf("assemble: %w", err)
+		}
+		for j := range g.feats {
+			f := g.feats[j].f
+			src := SourceDefaultMissing
+			if rec.Has(f.ID) {
+				src = SourceRequest
+			}
+			gr.Counts[src]++
+			if tr != nil {
+				tr(i, f, src, 0, "")
+			}
+		}
+	}
+	return nil
+}
+
+// itemCategory returns an item's category in the item view as of nowMs:
+// from its record while valid, else through the cascade into a scratch
+// record.
+func (s *Store) itemCategory(items *itemView, id string, nowMs int64, sc *scratch) (int64, bool) {
+	d, ok := items.lookup(id)
+	if !ok {
+		return 0, false
+	}
+	fs := s.plan.fs
+	if e := &items.entries[d]; e.rec != nil && nowMs >= e.from && nowMs < e.until {
+		return fs.ItemCategory(e.rec)
+	}
+	if sc.catRec == nil {
+		sc.catRec = fs.NewRecord(features.EntityItem)
+		sc.catGroups = make([]GroupResult, len(s.plan.groups))
+	}
+	sc.catRec.Reset()
+	clear(sc.catGroups)
+	if _, err := s.fillItem(items, d, nowMs, sc.catRec, sc.catGroups, -1, nil); err != nil {
+		return 0, false
+	}
+	return fs.ItemCategory(sc.catRec)
 }
