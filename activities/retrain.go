@@ -326,11 +326,38 @@ type EvaluateRequest struct {
 	K int
 }
 
-// OfflineMetrics are a model's metrics on a holdout.
+// OfflineMetrics are a model's metrics on a holdout. The holdout's clicks
+// were logged under the production model's ranking, and users click the
+// top of a page more whatever it shows (position bias), so plain AUC and
+// NDCG over the logged lists credit production for its own ordering: a
+// candidate that ranks better would still look worse. The gates read the
+// position-debiased metrics instead:
+//
+//   - AUC is the AUC within positions: impressions are compared only with
+//     impressions shown at the same position (in other requests), and the
+//     positions' AUCs are averaged weighted by their clicked × unclicked
+//     pairs. Where an item was shown no longer matters, only what it is.
+//   - NDCG is NDCG@K with inverse-propensity gains: a click at position p
+//     gains 1/prop(p), prop(p) being the holdout's click-through rate at p
+//     over that at the top position (clipped to [MinPropensity, 1]), so a
+//     click low on the page, which the user had less chance to give, counts
+//     more. The lists' DCGs and ideal DCGs are summed before dividing: most
+//     lists hold one click, whose gain a per-list ratio would cancel. Both
+//     models are scored against the same gains.
+//
+// LoggedAUC and LoggedNDCG are the plain metrics, for comparison.
 type OfflineMetrics struct {
 	AUC  float64
 	NDCG float64
+	// LoggedAUC and LoggedNDCG ignore position bias.
+	LoggedAUC  float64 `json:",omitempty"`
+	LoggedNDCG float64 `json:",omitempty"`
 }
+
+// MinPropensity bounds the inverse-propensity gains of the debiased NDCG
+// (at most 20 times a top-position click), so that a few clicks at rarely
+// clicked positions cannot dominate it.
+const MinPropensity = 0.05
 
 // EvaluationReport compares the candidate with production on the same
 // holdout: the validation part of the candidate's training set (every
@@ -423,8 +450,9 @@ func (a *Retrain) Evaluate(ctx context.Context, req EvaluateRequest) (Evaluation
 	return rep, nil
 }
 
-// holdoutMetrics scores rows with m and returns AUC over all of them and
-// the mean NDCG@k over the lists (rows of one request) holding a click.
+// holdoutMetrics scores rows with m and returns its metrics (see
+// OfflineMetrics) and the number of lists (rows of one request) holding a
+// click, over which NDCG is the mean.
 func holdoutMetrics(m *ranker.Model, rows []offline.Row, width, k int) (OfflineMetrics, int, error) {
 	if m.Width != width {
 		return OfflineMetrics{}, 0, fmt.Errorf("model input width %d, rows of %d values", m.Width, width)
@@ -443,12 +471,16 @@ func holdoutMetrics(m *ranker.Model, rows []offline.Row, width, k int) (OfflineM
 		return OfflineMetrics{}, 0, err
 	}
 	var out OfflineMetrics
-	if out.AUC, err = eval.AUC(scores, labels); err != nil {
+	if out.LoggedAUC, err = eval.AUC(scores, labels); err != nil {
 		return out, 0, err
 	}
-	if math.IsNaN(out.AUC) {
+	if math.IsNaN(out.LoggedAUC) {
 		return out, 0, errors.New("AUC is undefined: the holdout needs clicked and unclicked impressions")
 	}
+	if out.AUC, err = positionAUC(rows, scores, labels); err != nil {
+		return out, 0, err
+	}
+	gain := propensityGains(rows)
 	byList := map[string][]int{}
 	var keys []string
 	for i, r := range rows {
@@ -458,7 +490,7 @@ func holdoutMetrics(m *ranker.Model, rows []offline.Row, width, k int) (OfflineM
 		}
 		byList[key] = append(byList[key], i)
 	}
-	var sum float64
+	var dcg, idcg, sumLogged float64
 	var n int
 	for _, key := range keys {
 		idx := byList[key]
@@ -477,14 +509,117 @@ func holdoutMetrics(m *ranker.Model, rows []offline.Row, width, k int) (OfflineM
 		}
 		slices.SortStableFunc(ranked, func(x, y int32) int { return cmp.Compare(scores[y], scores[x]) })
 		slices.Sort(relevant)
-		sum += eval.NDCGAt(ranked, relevant, k)
+		sumLogged += eval.NDCGAt(ranked, relevant, k)
+		d, i := weightedDCG(ranked, rows, gain, k)
+		dcg, idcg = dcg+d, idcg+i
 		n++
 	}
 	if n == 0 {
 		return out, 0, errors.New("NDCG is undefined: no impression list of the holdout holds a click")
 	}
-	out.NDCG = sum / float64(n)
+	out.NDCG, out.LoggedNDCG = dcg/idcg, sumLogged/float64(n)
 	return out, n, nil
+}
+
+// positionAUC is the AUC within positions (OfflineMetrics.AUC): the AUC of
+// each position's impressions, weighted by its clicked × unclicked pairs.
+// Impressions without a position (reached by the user, not shown on a
+// page) form one group of their own.
+func positionAUC(rows []offline.Row, scores, labels []float32) (float64, error) {
+	byPos := map[int32][]int{}
+	for i, r := range rows {
+		p := max(r.Position, -1)
+		byPos[p] = append(byPos[p], i)
+	}
+	var sum, pairs float64
+	var s, l []float32
+	for _, idx := range byPos {
+		s, l = s[:0], l[:0]
+		var pos float64
+		for _, i := range idx {
+			s, l = append(s, scores[i]), append(l, labels[i])
+			if labels[i] > 0 {
+				pos++
+			}
+		}
+		w := pos * (float64(len(idx)) - pos)
+		if w == 0 {
+			continue
+		}
+		a, err := eval.AUC(s, l)
+		if err != nil {
+			return 0, err
+		}
+		sum += w * a
+		pairs += w
+	}
+	if pairs == 0 {
+		return 0, errors.New("AUC is undefined: no position of the holdout has both clicked and unclicked impressions")
+	}
+	return sum / pairs, nil
+}
+
+// propensityGains returns each row's gain if clicked: 1/prop(position),
+// prop(p) = CTR at p / CTR at the top position, clipped to
+// [MinPropensity, 1]; 1 for rows without a position or at positions
+// without a click-through rate to compare.
+func propensityGains(rows []offline.Row) []float64 {
+	type count struct{ shown, clicked float64 }
+	byPos := map[int32]*count{}
+	for _, r := range rows {
+		if r.Position < 0 {
+			continue
+		}
+		c := byPos[r.Position]
+		if c == nil {
+			c = &count{}
+			byPos[r.Position] = c
+		}
+		c.shown++
+		if r.Label > 0 {
+			c.clicked++
+		}
+	}
+	top := int32(math.MaxInt32)
+	for p, c := range byPos {
+		if c.clicked > 0 && p < top {
+			top = p
+		}
+	}
+	gain := make([]float64, len(rows))
+	for i, r := range rows {
+		gain[i] = 1
+		c, t := byPos[r.Position], byPos[top]
+		if r.Position < 0 || c == nil || t == nil {
+			continue
+		}
+		prop := (c.clicked / c.shown) / (t.clicked / t.shown)
+		gain[i] = 1 / min(max(prop, MinPropensity), 1)
+	}
+	return gain
+}
+
+// weightedDCG returns the DCG@k of a ranking (row indexes, best first)
+// with the gains of the clicked rows, and the ideal DCG@k of those gains.
+func weightedDCG(ranked []int32, rows []offline.Row, gain []float64, k int) (dcg, idcg float64) {
+	var ideal []float64
+	for r, i := range ranked {
+		if rows[i].Label <= 0 {
+			continue
+		}
+		if r < k {
+			dcg += gain[i] / math.Log2(float64(r)+2)
+		}
+		ideal = append(ideal, gain[i])
+	}
+	slices.SortFunc(ideal, func(a, b float64) int { return cmp.Compare(b, a) })
+	for r, g := range ideal {
+		if r >= k {
+			break
+		}
+		idcg += g / math.Log2(float64(r)+2)
+	}
+	return dcg, idcg
 }
 
 // RegisterVersionRequest asks for a finished training job's output

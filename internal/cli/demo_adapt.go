@@ -171,8 +171,10 @@ func writeAdapt(w io.Writer, before *sim.LiveReport, first string, rep *adaptRep
 	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "  versions\t%s (before) -> %s (candidate); production is now %s\n", first, orNoneStr(res.Version), orNoneStr(res.Production))
 	if e := res.Evaluation; e.Production != nil {
-		fmt.Fprintf(tw, "  offline gate\tAUC %.4f vs production %.4f, NDCG@%d %.4f vs %.4f on %d holdout rows\n",
+		fmt.Fprintf(tw, "  offline gate\tposition-debiased AUC %.4f vs production %.4f, NDCG@%d %.4f vs %.4f on %d holdout rows\n",
 			e.Candidate.AUC, e.Production.AUC, e.K, e.Candidate.NDCG, e.Production.NDCG, e.Rows)
+		fmt.Fprintf(tw, "  \tas logged (production ranked these pages, users click the top more): AUC %.4f vs %.4f, NDCG@%d %.4f vs %.4f\n",
+			e.Candidate.LoggedAUC, e.Production.LoggedAUC, e.K, e.Candidate.LoggedNDCG, e.Production.LoggedNDCG)
 	}
 	if s := res.Shadow; s != nil {
 		fmt.Fprintf(tw, "  shadow\t%d mirrored requests, score correlation %.3f, top-K overlap %.2f, p99 %.1f ms, error rate %.4f\n",

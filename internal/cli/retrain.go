@@ -259,7 +259,7 @@ func printRetrainResult(w io.Writer, res workflows.RetrainResult) {
 		fmt.Fprintf(w, "training: job %s on %s\n", res.Training.JobID, res.Training.TaskQueue)
 	}
 	if e := res.Evaluation; e.Rows > 0 {
-		line := fmt.Sprintf("evaluation: AUC %.4f, NDCG@%d %.4f on %d holdout rows", e.Candidate.AUC, e.K, e.Candidate.NDCG, e.Rows)
+		line := fmt.Sprintf("evaluation (position-debiased): AUC %.4f, NDCG@%d %.4f on %d holdout rows", e.Candidate.AUC, e.K, e.Candidate.NDCG, e.Rows)
 		if e.Production != nil {
 			line += fmt.Sprintf(" (production %s: AUC %.4f, NDCG %.4f)", e.ProductionVersion, e.Production.AUC, e.Production.NDCG)
 		}
