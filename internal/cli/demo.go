@@ -111,7 +111,7 @@ then prints where to look and stays up until Ctrl-C.`,
 	f.IntVar(&o.liveUsrs, "live-users", 16, "concurrent simulated live users")
 	f.BoolVar(&o.exit, "exit", false, "stop everything after the demo instead of staying up")
 	f.BoolVar(&o.retrain, "retrain", true, "run the adaptive loop after the live users: tastes shift, retrain, shadow, canary, promotion")
-	f.DurationVar(&o.drift, "drift", 20*time.Second, "how long the live users call after their tastes shift before the retrain starts")
+	f.DurationVar(&o.drift, "drift", 90*time.Second, "how long the live users call after their tastes shift before the retrain starts (their interactions after the shift are what the retrain learns the new tastes from: the newest part of its training set, by event time, is held out for the offline gate, so a short drift leaves it little to learn from)")
 	return cmd
 }
 
