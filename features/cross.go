@@ -184,8 +184,8 @@ type Taste struct {
 // SessionItems returns the user record's session items (newest first), or
 // nil when unset or not defined. The slice is the record's.
 func (s *FeatureSet) SessionItems(user *Record) []string {
-	f := s.byName[FeatureSessionRecentItems]
-	if f == nil || user == nil || user.set != s || user.entity != EntityUser || f.Entity != EntityUser || f.Type.Kind != KindList || !user.isSet(f.index) {
+	f := s.crossSession
+	if f == nil || user == nil || user.set != s || user.entity != EntityUser || !user.isSet(f.index) {
 		return nil
 	}
 	return user.lists[f.slot]
@@ -194,8 +194,8 @@ func (s *FeatureSet) SessionItems(user *Record) []string {
 // ItemCategory returns an item record's item_category_id, and false when
 // unset, negative (unknown) or not defined.
 func (s *FeatureSet) ItemCategory(item *Record) (int64, bool) {
-	f := s.byName[FeatureItemCategory]
-	if f == nil || item == nil || item.set != s || item.entity != EntityItem || f.Entity != EntityItem || f.Type.Kind != KindInt || !item.isSet(f.index) {
+	f := s.crossCategory
+	if f == nil || item == nil || item.set != s || item.entity != EntityItem || !item.isSet(f.index) {
 		return 0, false
 	}
 	c := item.ints[f.slot]
@@ -213,8 +213,8 @@ func (s *FeatureSet) Taste(t *Taste, user *Record, sessionCategories []int64) er
 	t.hasAffinity = false
 	t.affinity = t.affinity[:0]
 	t.session = append(t.session[:0], sessionCategories...)
-	f := s.byName[FeatureCategoryAffinity]
-	if user == nil || f == nil || f.Entity != EntityUser || f.Type.Kind != KindVector || !user.isSet(f.index) {
+	f := s.crossAffinity
+	if user == nil || f == nil || !user.isSet(f.index) {
 		return nil
 	}
 	t.affinity = append(t.affinity, user.nums[f.slot:f.slot+f.Type.Dim]...)

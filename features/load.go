@@ -675,6 +675,13 @@ func build(source string, feats []*parsed) *FeatureSet {
 		return strings.Compare(a.Name, b.Name)
 	})
 	s.hash = schemaHash(s.features)
+	input := func(in crossInput) *Feature {
+		if f := s.byName[in.name]; f != nil && f.Entity == in.entity && f.Type.Kind == in.kind {
+			return f
+		}
+		return nil
+	}
+	s.crossAffinity, s.crossCategory, s.crossSession = input(inAffinity), input(inCategory), input(inSession)
 	return s
 }
 

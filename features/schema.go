@@ -253,6 +253,9 @@ type FeatureSet struct {
 	groups   []Group
 	hash     string
 	cross    []*Feature // cross features (user×item, request lane)
+	// The cross features' inputs when defined as they read them; nil
+	// otherwise (looked up once: FillCross runs per candidate).
+	crossAffinity, crossCategory, crossSession *Feature
 	// storage sizes of a Record, per entity
 	nums, ints, lists, maps [numEntities]int
 }
