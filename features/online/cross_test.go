@@ -15,34 +15,13 @@ import (
 	"github.com/adaptrec/adaptrec/features/snapshot"
 	"github.com/adaptrec/adaptrec/features/windowed"
 	adaptrecv1 "github.com/adaptrec/adaptrec/gen/adaptrec/v1"
-	"github.com/adaptrec/adaptrec/internal/objstore"
-	"github.com/adaptrec/adaptrec/internal/testenv"
 )
 
 // newProjectStack is newStack with the project's definitions
 // (features/features.yaml), which define the cross features.
 func newProjectStack(t *testing.T) *stack {
 	t.Helper()
-	fs, err := features.Load("../features.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := testenv.New(t, testenv.Redis, testenv.S3)
-	cfg := env.Config()
-	st, err := objstore.New(t.Context(), cfg.S3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureBucket(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	rdb := online.NewClient(cfg.Redis)
-	t.Cleanup(func() { rdb.Close() })
-	w, err := online.NewWriter(rdb, fs, online.WriterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &stack{env: env, fs: fs, st: st, rdb: rdb, snaps: online.ObjectSnapshots{Store: st}, w: w}
+	return newStackOf(t, "../features.yaml", false)
 }
 
 // crossEvent is an interaction at a time relative to the test's t0.

@@ -39,7 +39,13 @@ var (
 
 func newStack(t *testing.T, persist bool, extra ...testenv.Component) *stack {
 	t.Helper()
-	fs, err := features.Load("testdata/features.yaml")
+	return newStackOf(t, "testdata/features.yaml", persist, extra...)
+}
+
+// newStackOf is newStack with the definitions of the file defs.
+func newStackOf(t *testing.T, defs string, persist bool, extra ...testenv.Component) *stack {
+	t.Helper()
+	fs, err := features.Load(defs)
 	if err != nil {
 		t.Fatal(err)
 	}
