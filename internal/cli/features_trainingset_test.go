@@ -184,7 +184,7 @@ func TestFeaturesTrainingSetAndPrune(t *testing.T) {
 		`\nschema hash: ` + regexp.QuoteMeta(fs.SchemaHash()) + `\n`,
 		`\nitem_batch\s+` + v[1] + `\s+2026-11-20T00:00:00Z\s+2026-11-20T16:30:00Z\s+100\n`,
 		`\nuser_batch\s+\(defaults: none yet\)\s+.*100\n`,
-		`\n21 features hold their defaults in every row:\n(.*\n)*  group user_embedding has no snapshot: user_embedding\n`,
+		`\n22 features hold their defaults in every row:\n(.*\n)*  group user_embedding has no snapshot: user_embedding\n(.*\n)*  input user_category_affinity: group user_batch has no snapshot: ui_category_affinity\n`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("output lacks %s", re)
