@@ -386,6 +386,19 @@ type pairScratch struct {
 	rows  []*features.Record
 }
 
+// reserve makes rows n nil entries and recs at least n records to take
+// them from.
+func (ps *pairScratch) reserve(fs *features.FeatureSet, n int) {
+	for len(ps.recs) < n {
+		ps.recs = append(ps.recs, fs.NewRecord(features.EntityUserItem))
+	}
+	if cap(ps.rows) < n {
+		ps.rows = make([]*features.Record, n)
+	}
+	ps.rows = ps.rows[:n]
+	clear(ps.rows)
+}
+
 // fillPairs sets sc.pairs.rows to the candidates' pair records (nil: every
 // pair feature its default) from what readUser read, through the cascade.
 func (s *Store) fillPairs(v *view, ids []string, now time.Time, sc *scratch, res *Result, tr tracer) error {
@@ -434,14 +447,7 @@ func (s *Store) fillPairs(v *view, ids []string, now time.Time, sc *scratch, res
 			stored = stored || len(t.ids) > 0
 		}
 	}
-	for len(ps.recs) < len(ids) {
-		ps.recs = append(ps.recs, p.fs.NewRecord(features.EntityUserItem))
-	}
-	if cap(ps.rows) < len(ids) {
-		ps.rows = make([]*features.Record, len(ids))
-	}
-	ps.rows = ps.rows[:len(ids)]
-	clear(ps.rows)
+	ps.reserve(p.fs, len(ids))
 	unavailable := func(g *groupPlan) bool {
 		if res.Degraded {
 			return true

@@ -178,15 +178,8 @@ func (s *Store) fillCross(se *Session, n int, tr tracer) error {
 		se.tasted = true
 	}
 	ps := &sc.pairs
-	for len(ps.recs) < n {
-		ps.recs = append(ps.recs, fs.NewRecord(features.EntityUserItem))
-	}
-	if len(ps.rows) != n {
-		if cap(ps.rows) < n {
-			ps.rows = make([]*features.Record, n)
-		}
-		ps.rows = ps.rows[:n]
-		clear(ps.rows)
+	if len(ps.rows) != n { // no pair group: fillPairs sized nothing
+		ps.reserve(fs, n)
 	}
 	gr := &se.res.Groups[g.index]
 	for i := range n {
