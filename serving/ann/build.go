@@ -136,7 +136,7 @@ func (g *graph) insertLinks(s *scratch, b *band, node int32, efc int) {
 	top := min(int(g.levels[node]), b.maxLevel)
 	ep := g.greedy(q, b, top)
 	for l := top; l >= 0; l-- {
-		g.searchLayer(s, q, ep, efc, l, nil)
+		g.searchLayer(s, q, ep, efc, l, nil, 0)
 		s.beam.sortBestFirst()
 		ep = s.beam[0]
 		blk := g.block(node, l)

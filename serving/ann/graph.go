@@ -269,8 +269,10 @@ func (g *graph) greedy(q query, b *band, level int) cand {
 // searchLayer runs the beam search of width ef on one layer from ep and
 // leaves in s.beam the best ef nodes met that keep allows (nil keeps all),
 // as a worst-first heap. Nodes keep refuses are still walked through, so
-// exclusions never cut the graph.
-func (g *graph) searchLayer(s *scratch, q query, ep cand, ef, level int, keep func(node int32) bool) {
+// exclusions never cut the graph. A positive budget bounds the nodes
+// scored while the beam is short of ef: past it the search stops and
+// reports false (incomplete).
+func (g *graph) searchLayer(s *scratch, q query, ep cand, ef, level int, keep func(node int32) bool, budget int) (complete bool) {
 	s.nextStamp()
 	stamp := s.stamp
 	s.front = s.front[:0]
@@ -304,6 +306,14 @@ func (g *graph) searchLayer(s *scratch, q query, ep cand, ef, level int, keep fu
 		}
 		s.batch = batch
 		s.touch += touch
+		if budget > 0 && len(s.beam) < ef {
+			// Still short of ef nodes keep allows: refused ones are walked
+			// through without filling the beam, and when most are refused
+			// the walk would score the whole graph.
+			if budget -= len(batch); budget <= 0 {
+				return false
+			}
+		}
 		for _, nb := range batch {
 			x := cand{g.score(q, nb), nb}
 			full := len(s.beam) == ef
@@ -321,6 +331,7 @@ func (g *graph) searchLayer(s *scratch, q query, ep cand, ef, level int, keep fu
 			}
 		}
 	}
+	return true
 }
 
 // selectNeighbours appends to dst up to m of cands (best first, scored

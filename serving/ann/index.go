@@ -35,6 +35,10 @@ const (
 	// that costs about four sequential dot products, so a band of at most
 	// scanFactor·ef items is cheaper to scan, and the scan is exact.
 	scanFactor = 48
+	// walkBudgetFactor·ef scored nodes is the least a walk through mostly
+	// excluded items may score before Search gives up on the graph for an
+	// exact scan: well over an ordinary walk's 12·ef.
+	walkBudgetFactor = 32
 	// minBandItems keeps bands from being too small to be worth a graph
 	// of their own; maxBands bounds the bands a search may visit.
 	minBandItems = 1000
@@ -381,7 +385,16 @@ func (x *Index) Search(dst []Hit, q []float32, k int, opt SearchOptions) ([]Hit,
 			width = max(k, ef/2)
 		}
 		walked = true
-		g.searchLayer(s, qq, g.greedy(qq, b, 0), width, 0, keep)
+		budget := 0
+		if keep != nil {
+			// A scored node costs about four sequential dot products, so
+			// past a quarter of the band an exact scan is the cheaper
+			// way to find k items Exclude allows.
+			budget = max(int(b.end-b.start)/4, walkBudgetFactor*width)
+		}
+		if !g.searchLayer(s, qq, g.greedy(qq, b, 0), width, 0, keep, budget) {
+			return x.exact(s, dst, q, k, opt.Exclude), nil
+		}
 		for _, c := range s.beam {
 			top.Push(topk.Hit{ID: x.ids[c.node], Score: c.score})
 		}

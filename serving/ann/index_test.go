@@ -415,6 +415,37 @@ func TestSearchExclude(t *testing.T) {
 			t.Fatalf("id %d returned, not allowed", h.ID)
 		}
 	}
+
+	// Everything excluded (a retrieval source whose call was dropped sees
+	// this): the walks give up within their budget instead of scoring the
+	// whole graph before the exact scan, which asks about every item once.
+	// (A narrow beam, so that the bands are walked rather than scanned.)
+	calls := 0
+	got, err = x.Search(got, q, 20, SearchOptions{Ef: 20, Exclude: func(int32) bool { calls++; return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("%d hits with every item excluded, want none", len(got))
+	}
+	if calls > n+n/2 {
+		t.Fatalf("Exclude asked %d times with every item excluded, want at most %d (a bounded walk and one exact scan of %d items)", calls, n+n/2, n)
+	}
+
+	// Nine items in ten excluded: the walk may give up, but the answer is
+	// still the exact top k of the rest.
+	sparse := func(id int32) bool { return id%10 != 3 }
+	got, err = x.Search(got, q, 100, SearchOptions{Exclude: sparse})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err = x.Exact(want, q, 100, sparse)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := recall(got, want); len(got) != 100 || r < 0.95 {
+		t.Fatalf("%d hits, recall %.3f with nine in ten items excluded, want 100 and >= 0.95", len(got), r)
+	}
 }
 
 func TestConcurrentSearch(t *testing.T) {
@@ -660,7 +691,7 @@ func TestGraphWalkRecall(t *testing.T) {
 				}
 				for i := range nq {
 					q := query{vec: tt.qs[i*d : (i+1)*d]}
-					g.searchLayer(s, q, g.greedy(q, b, 0), ef, 0, nil)
+					g.searchLayer(s, q, g.greedy(q, b, 0), ef, 0, nil, 0)
 					exact := topHits{k: k}
 					for node := b.start; node < b.end; node++ {
 						exact.push(Hit{node, g.score(q, node)})

@@ -109,6 +109,13 @@ func (a *ANN) Retrieve(ctx context.Context, q *Query, k int, dst []Hit) ([]Hit, 
 		}
 	}
 	if len(dst) < k && len(hits) == want {
+		// A source past its deadline has been dropped: Retrieve has
+		// returned, and its gate now excludes every item, which would
+		// turn this search into a walk of the whole graph and an exact
+		// scan, a core's worth of work for nobody.
+		if err := ctx.Err(); err != nil {
+			return dst[:0], err
+		}
 		hits, err = a.Index.Search((*buf)[:0], q.UserVector, k, ann.SearchOptions{Ef: a.EfSearch, Exclude: skip})
 		*buf = hits
 		if err != nil {

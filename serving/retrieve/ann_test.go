@@ -1,6 +1,7 @@
 package retrieve
 
 import (
+	"context"
 	"errors"
 	"math/rand/v2"
 	"slices"
@@ -119,6 +120,36 @@ func TestANNMatchesExact(t *testing.T) {
 				t.Fatalf("recall %.3f of the exact top %d at the default beam, want ≥ 0.9", recall, tt.k)
 			}
 		})
+	}
+}
+
+// TestANNDroppedSourceStops checks that a search whose source was dropped
+// while it ran (the deadline passed; Retrieve's gate then excludes every
+// item) returns instead of searching again with the exclusion, which would
+// ask about every item of the index for an answer nobody reads.
+func TestANNDroppedSourceStops(t *testing.T) {
+	t.Parallel()
+	c := testCatalog(t, 2000, 5, 8)
+	x, m, vec := testANN(t, c, 1200, 16, 8)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	calls := 0
+	q := &Query{Catalog: c, UserVector: vec, Exclude: func(int32) bool {
+		calls++
+		cancel() // the deadline passes as the first search's hits are filtered
+		return true
+	}}
+	got, err := (&ANN{Index: x, Map: m}).Retrieve(ctx, q, 50, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("%d hits from a dropped search, want none", len(got))
+	}
+	// One question per hit of the first search (k, the recent items and a
+	// margin), none from a second.
+	if want := 50 + 50/50 + 1; calls > want {
+		t.Fatalf("Exclude asked %d times, want at most %d: the search ran again after its deadline", calls, want)
 	}
 }
 
