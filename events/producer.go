@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -68,7 +69,8 @@ func Dialer(cfg config.Kafka) *kafka.Dialer {
 // returns only once every broker in the in-sync set has acknowledged them.
 // It is safe for concurrent use.
 type Producer struct {
-	w *kafka.Writer
+	w      *kafka.Writer
+	arenas sync.Pool // *encodeArena, see Publish
 }
 
 // NewProducer returns a producer for the brokers in cfg.
@@ -122,17 +124,84 @@ func Message(e *adaptrecv1.Event) (kafka.Message, error) {
 
 // Publish writes events and waits for the brokers' acknowledgement. Events are
 // not validated here; callers accepting outside input validate first.
+//
+// The events are encoded into an arena that the next Publish reuses, but
+// only after a write every broker acknowledged: a write that failed or was
+// cancelled may leave batches queued in the writer that still read it, so
+// that arena is left to them and the garbage collector.
 func (p *Producer) Publish(ctx context.Context, evs ...*adaptrecv1.Event) error {
-	msgs := make([]kafka.Message, 0, len(evs))
-	for _, e := range evs {
-		m, err := Message(e)
-		if err != nil {
-			return err
-		}
-		msgs = append(msgs, m)
+	a, _ := p.arenas.Get().(*encodeArena)
+	if a == nil {
+		a = &encodeArena{}
 	}
-	return p.WriteMessages(ctx, msgs...)
+	msgs, err := a.encode(evs)
+	if err != nil {
+		p.arenas.Put(a) // nothing was written from it
+		return err
+	}
+	if err := p.WriteMessages(ctx, msgs...); err != nil {
+		return err
+	}
+	a.release()
+	p.arenas.Put(a)
+	return nil
 }
+
+// encodeArena holds the encoded messages of one Publish: their keys and
+// values are slices of buf.
+type encodeArena struct {
+	msgs []kafka.Message
+	buf  []byte
+}
+
+// encode appends the events' messages to the arena. buf is sized once for
+// all of them, so the values appended first stay where they are.
+func (a *encodeArena) encode(evs []*adaptrecv1.Event) ([]kafka.Message, error) {
+	size := 0
+	for _, e := range evs {
+		k, _ := keyOf(e)
+		size += proto.Size(e) + len(k)
+	}
+	if cap(a.buf) < size {
+		a.buf = make([]byte, 0, size)
+	}
+	a.buf, a.msgs = a.buf[:0], a.msgs[:0]
+	for _, e := range evs {
+		topic, err := TopicFor(e.GetEnvelope().GetType())
+		if err != nil {
+			return nil, err
+		}
+		var key []byte
+		if k, ok := keyOf(e); ok {
+			start := len(a.buf)
+			a.buf = append(a.buf, k...)
+			key = a.buf[start:len(a.buf):len(a.buf)]
+		}
+		start := len(a.buf)
+		if a.buf, err = (proto.MarshalOptions{}).MarshalAppend(a.buf, e); err != nil {
+			return nil, fmt.Errorf("encode event %s: %w", e.GetEnvelope().GetEventId(), err)
+		}
+		a.msgs = append(a.msgs, kafka.Message{Topic: topic, Key: key, Value: a.buf[start:len(a.buf):len(a.buf)]})
+	}
+	return a.msgs, nil
+}
+
+// release drops the arena's references to the written messages; arenas
+// grown by a burst are not kept, so the pool holds ordinary ones.
+func (a *encodeArena) release() {
+	clear(a.msgs)
+	if cap(a.buf) > maxArenaBytes {
+		a.buf = nil
+	}
+	if cap(a.msgs) > maxArenaMessages {
+		a.msgs = nil
+	}
+}
+
+const (
+	maxArenaBytes    = 4 << 20
+	maxArenaMessages = 4096
+)
 
 // WriteMessages writes already encoded messages (each with its Topic set).
 func (p *Producer) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {

@@ -83,21 +83,31 @@ func TopicFor(t adaptrecv1.EventType) (string, error) {
 
 // Key returns the message key of an event, following Topics.
 func Key(e *adaptrecv1.Event) []byte {
+	k, ok := keyOf(e)
+	if !ok {
+		return nil
+	}
+	return []byte(k)
+}
+
+// keyOf is Key as a string; ok is false for events without a key (nil Key),
+// which the balancer spreads instead of hashing an empty one.
+func keyOf(e *adaptrecv1.Event) (key string, ok bool) {
 	switch p := e.GetPayload().(type) {
 	case *adaptrecv1.Event_Interaction:
-		return []byte(p.Interaction.GetUserId())
+		return p.Interaction.GetUserId(), true
 	case *adaptrecv1.Event_Prediction:
-		return []byte(p.Prediction.GetUserId())
+		return p.Prediction.GetUserId(), true
 	case *adaptrecv1.Event_Feedback:
-		return []byte(p.Feedback.GetUserId())
+		return p.Feedback.GetUserId(), true
 	case *adaptrecv1.Event_ModelAccuracy:
-		return []byte(p.ModelAccuracy.GetModelVersion())
+		return p.ModelAccuracy.GetModelVersion(), true
 	case *adaptrecv1.Event_ModelLifecycle:
-		return []byte(p.ModelLifecycle.GetModelName())
+		return p.ModelLifecycle.GetModelName(), true
 	case *adaptrecv1.Event_FeatureSnapshot:
-		return []byte(p.FeatureSnapshot.GetFeatureView())
+		return p.FeatureSnapshot.GetFeatureView(), true
 	}
-	return nil
+	return "", false
 }
 
 // payloadName is the protobuf message carried for each event type.

@@ -37,7 +37,13 @@ type AsyncPublisher struct {
 	ch      chan *adaptrecv1.Event
 	batch   int
 	timeout time.Duration
-	wg      sync.WaitGroup
+	// Linger is how long a partial batch waits for more events before it
+	// is published; 0 publishes whatever is queued at once. Set it before
+	// Run. Each publish costs a produce request per partition it touches,
+	// and the writer's batches, so at hundreds of events a second a few
+	// tens of milliseconds turn per-event requests into shared ones.
+	Linger time.Duration
+	wg     sync.WaitGroup
 }
 
 // NewAsyncPublisher buffers up to capacity events and publishes them in
@@ -77,6 +83,30 @@ func (a *AsyncPublisher) Run(ctx context.Context) {
 		}
 		buf = buf[:0]
 	}
+	var linger *time.Timer
+	if a.Linger > 0 {
+		linger = time.NewTimer(a.Linger)
+		linger.Stop()
+		defer linger.Stop()
+	}
+	// drain publishes what is left, with a short grace period, once ctx
+	// has ended.
+	drain := func() {
+		drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
+		defer cancel()
+		for {
+			select {
+			case e := <-a.ch:
+				buf = append(buf, e)
+				if len(buf) >= a.batch {
+					flush(drainCtx)
+				}
+			default:
+				flush(drainCtx)
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case e := <-a.ch:
@@ -91,22 +121,34 @@ func (a *AsyncPublisher) Run(ctx context.Context) {
 				}
 				break
 			}
+			if linger != nil && len(buf) < a.batch {
+				a.fill(ctx, &buf, linger)
+			}
+			if ctx.Err() != nil {
+				drain()
+				return
+			}
 			flush(ctx)
 		case <-ctx.Done():
-			drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
-			defer cancel()
-			for {
-				select {
-				case e := <-a.ch:
-					buf = append(buf, e)
-					if len(buf) == a.batch {
-						flush(drainCtx)
-					}
-				default:
-					flush(drainCtx)
-					return
-				}
-			}
+			drain()
+			return
+		}
+	}
+}
+
+// fill adds queued events to buf until it holds a batch, the linger timer
+// fires or ctx ends (Run's shutdown then publishes what buf holds).
+func (a *AsyncPublisher) fill(ctx context.Context, buf *[]*adaptrecv1.Event, linger *time.Timer) {
+	linger.Reset(a.Linger)
+	defer linger.Stop()
+	for len(*buf) < a.batch {
+		select {
+		case e := <-a.ch:
+			*buf = append(*buf, e)
+		case <-linger.C:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -212,5 +213,62 @@ func TestAsyncPublisherDropsWhenFull(t *testing.T) {
 	<-done
 	if rec.count() != 2 {
 		t.Fatalf("published %d events after drain, want 2", rec.count())
+	}
+}
+
+// batchRecorder records the size of every publish.
+type batchRecorder struct {
+	mu      sync.Mutex
+	batches []int
+	got     chan struct{}
+}
+
+func (r *batchRecorder) Publish(_ context.Context, evs ...*adaptrecv1.Event) error {
+	r.mu.Lock()
+	r.batches = append(r.batches, len(evs))
+	r.mu.Unlock()
+	r.got <- struct{}{}
+	return nil
+}
+
+func (r *batchRecorder) sizes() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.batches)
+}
+
+// TestAsyncPublisherLinger checks that a partial batch waits for more
+// events, a full one goes at once, and shutdown publishes a lingering one.
+func TestAsyncPublisherLinger(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rec := &batchRecorder{got: make(chan struct{}, 16)}
+	a := NewAsyncPublisher(rec, log, 100, 4, time.Second)
+	a.Linger = time.Hour // only a full batch or shutdown publishes
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { a.Run(ctx); close(done) }()
+	e := interaction("e", "u", "i", adaptrecv1.Action_ACTION_CLICK)
+	for range 3 {
+		a.Offer(e)
+		time.Sleep(5 * time.Millisecond) // one at a time, as requests come
+	}
+	select {
+	case <-rec.got:
+		t.Fatalf("published %v before the batch filled or the linger ended", rec.sizes())
+	case <-time.After(50 * time.Millisecond):
+	}
+	a.Offer(e) // the fourth fills the batch
+	select {
+	case <-rec.got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a full batch was not published while lingering")
+	}
+	a.Offer(e)
+	a.Offer(e)
+	cancel()
+	<-done
+	if got := rec.sizes(); !slices.Equal(got, []int{4, 2}) {
+		t.Fatalf("publishes of %v events, want [4 2]: one full batch, then the lingering two at shutdown", got)
 	}
 }
