@@ -106,6 +106,16 @@ type ServingOptions struct {
 	// part (go tool trace): where the tail latency's stalls come from
 	// (scheduler waits, GC, syscalls), which a CPU profile cannot show.
 	Trace io.Writer
+	// MemProfile, when set, receives a heap profile (pprof) taken after
+	// the measured part: what the live heap the GC marks on every cycle is
+	// made of (-sample_index=inuse_space) and who allocated during the run
+	// (alloc_space). MemProfileStart, when set, receives one taken as the
+	// measured part starts: with -diff_base it, alloc_space is what the
+	// measured requests allocated, apart from the world's build. Taking it
+	// collects the heap first (a profile's figures are as of the last GC),
+	// which moves the run's next GC later: compare GC-sensitive figures
+	// with runs without it.
+	MemProfile, MemProfileStart io.Writer
 	// Logger receives the serving instance's log (warnings and up are
 	// worth showing); nil discards it.
 	Logger *slog.Logger
@@ -508,6 +518,12 @@ func runLoad(ctx context.Context, client adaptrecv1.RecommendServiceClient, w *s
 			}
 		}
 		if i == first {
+			if o.MemProfileStart != nil {
+				runtime.GC()
+				if err := pprof.Lookup("heap").WriteTo(o.MemProfileStart, 0); err != nil {
+					progress(fmt.Sprintf("no heap profile: %v", err))
+				}
+			}
 			runtime.ReadMemStats(&memBefore)
 			before = readServingMetrics()
 			if o.Trace != nil {
@@ -565,6 +581,12 @@ func runLoad(ctx context.Context, client adaptrecv1.RecommendServiceClient, w *s
 	}
 	after = readServingMetrics()
 	runtime.ReadMemStats(&memAfter)
+	if o.MemProfile != nil {
+		runtime.GC() // the profile's in-use figures are those of the last GC
+		if err := pprof.Lookup("heap").WriteTo(o.MemProfile, 0); err != nil {
+			progress(fmt.Sprintf("no heap profile: %v", err))
+		}
+	}
 
 	res.DurationS = Round(at(total, start).Sub(at(first, start)).Seconds(), 2)
 	res.Requests = int64(len(out))

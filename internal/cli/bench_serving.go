@@ -24,6 +24,7 @@ type benchServingOptions struct {
 	cacheDir   string
 	cpuProfile string
 	trace      string
+	memProfile string
 	external   bool
 	asJSON     bool
 	lookupTool func(string) (string, error)
@@ -63,7 +64,9 @@ nearline lane would, and the instance publishes its PredictionEvents.
 The result has the latency quantiles, the errors by gRPC code, the responses
 by degradation level, the server's time per pipeline stage (from its
 adaptrec_serving_stage_seconds histograms) and the ranking level used.
---cpuprofile writes a CPU profile of the measured part for go tool pprof.
+--cpuprofile writes a CPU profile of the measured part for go tool pprof,
+--memprofile a heap profile taken after it (what the GC marks each cycle),
+--trace a runtime execution trace (where the stalls come from).
 
 With --external it uses the Kafka, Redis and S3 of the configuration instead,
 below an S3 prefix and a Redis key prefix of its own and with its own model
@@ -97,6 +100,7 @@ run met it.`, bench.ExternalModel),
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of the world and the requests")
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "where built model artifacts are kept between runs (default: adaptrec/servingworld in the user cache directory; '-': no cache)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part to this file")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write a heap profile taken after the measured part to this file, and one taken as it starts to FILE.start (go tool pprof -diff_base)")
 	fs.StringVar(&o.trace, "trace", "", "write a runtime execution trace of the measured part to this file (go tool trace; -pprof=sched shows scheduler waits)")
 	fs.BoolVar(&o.external, "external", false, "use the Kafka, Redis and S3 of the configuration instead of starting them")
 	return cmd
@@ -154,6 +158,20 @@ func benchServing(ctx context.Context, stdout, stderr io.Writer, load func() (co
 		defer func() { err = errors.Join(err, f.Close()) }()
 		opts.CPUProfile = f
 	}
+	if o.memProfile != "" {
+		f, err := os.Create(o.memProfile)
+		if err != nil {
+			return fmt.Errorf("--memprofile: %w", err)
+		}
+		defer func() { err = errors.Join(err, f.Close()) }()
+		opts.MemProfile = f
+		start, err := os.Create(o.memProfile + ".start")
+		if err != nil {
+			return fmt.Errorf("--memprofile: %w", err)
+		}
+		defer func() { err = errors.Join(err, start.Close()) }()
+		opts.MemProfileStart = start
+	}
 	if o.trace != "" {
 		f, err := os.Create(o.trace)
 		if err != nil {
@@ -174,6 +192,9 @@ func benchServing(ctx context.Context, stdout, stderr io.Writer, load func() (co
 		res.Requests, res.Rate, res.DurationS, res.P50Ms, res.P99Ms, res.MaxMs, res.Errors, res.Degraded, res.TargetP99Ms)
 	if o.cpuProfile != "" {
 		logf("CPU profile of the measured part in %s (go tool pprof -top %s)", o.cpuProfile, o.cpuProfile)
+	}
+	if o.memProfile != "" {
+		logf("heap profiles in %s and, as the measurement started, %s.start (go tool pprof -sample_index=inuse_space -top %s; what the requests allocated: -sample_index=alloc_space -diff_base %s.start)", o.memProfile, o.memProfile, o.memProfile, o.memProfile)
 	}
 	return benchReport(stdout, o.asJSON, benchServingReport{Bench: "serving", ServingResult: res, Mode: mode})
 }
