@@ -137,14 +137,17 @@ func New(ids []string, cols Columns, builtAt time.Time) (*Catalog, error) {
 	return c, nil
 }
 
-// buildChunk is how many items Build assembles per call.
-const buildChunk = 4096
+// buildChunk is how many items Build assembles per call: about a quarter
+// of a millisecond of work, the longest a paced build holds a core.
+const buildChunk = 1024
 
 // BuildOptions tune Build.
 type BuildOptions struct {
-	// Pause is slept between chunks of items, to spread the build's CPU
-	// over time next to latency-sensitive work; 0: none.
-	Pause time.Duration
+	// Share paces the build next to latency-sensitive work: after each
+	// chunk of items it sleeps long enough that the build takes at most
+	// this share of a core on average (0.25: three times the chunk's
+	// time). 0 or 1 or more: no pacing.
+	Share float64
 }
 
 // Translate maps a table of n items named by id (an index's or a model
@@ -204,9 +207,7 @@ func Build(ctx context.Context, store *online.Store, now time.Time, opts BuildOp
 			return nil, err
 		}
 		hi := min(lo+buildChunk, n)
-		if lo > 0 && opts.Pause > 0 {
-			time.Sleep(opts.Pause)
-		}
+		start := time.Now()
 		if err := se.Assemble(ids[lo:hi], rows); err != nil {
 			return nil, fmt.Errorf("catalog: %w", err)
 		}
@@ -219,6 +220,9 @@ func Build(ctx context.Context, store *online.Store, now time.Time, opts BuildOp
 			cols.Promoted[i] = r[4] != 0
 			cols.Popularity[i] = r[5]
 			cols.Trending[i] = r[6]
+		}
+		if opts.Share > 0 && opts.Share < 1 && hi < n {
+			time.Sleep(time.Duration(float64(time.Since(start)) * (1 - opts.Share) / opts.Share))
 		}
 	}
 	return New(ids, cols, now)
