@@ -150,35 +150,36 @@ func benchServing(ctx context.Context, stdout, stderr io.Writer, load func() (co
 		}
 		opts.Config, mode = &cfg, "external"
 	}
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
+	// The diagnostic outputs: each flag's file, closed when the run ends.
+	var outputs []*os.File
+	defer func() {
+		for _, f := range outputs {
+			err = errors.Join(err, f.Close())
 		}
-		defer func() { err = errors.Join(err, f.Close()) }()
-		opts.CPUProfile = f
+	}()
+	output := func(dst *io.Writer, flag, path string) error {
+		if path == "" {
+			return nil
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
+		outputs = append(outputs, f)
+		*dst = f
+		return nil
 	}
+	startProfile := ""
 	if o.memProfile != "" {
-		f, err := os.Create(o.memProfile)
-		if err != nil {
-			return fmt.Errorf("--memprofile: %w", err)
-		}
-		defer func() { err = errors.Join(err, f.Close()) }()
-		opts.MemProfile = f
-		start, err := os.Create(o.memProfile + ".start")
-		if err != nil {
-			return fmt.Errorf("--memprofile: %w", err)
-		}
-		defer func() { err = errors.Join(err, start.Close()) }()
-		opts.MemProfileStart = start
+		startProfile = o.memProfile + ".start"
 	}
-	if o.trace != "" {
-		f, err := os.Create(o.trace)
-		if err != nil {
-			return fmt.Errorf("--trace: %w", err)
-		}
-		defer func() { err = errors.Join(err, f.Close()) }()
-		opts.Trace = f
+	if err := errors.Join(
+		output(&opts.CPUProfile, "--cpuprofile", o.cpuProfile),
+		output(&opts.MemProfile, "--memprofile", o.memProfile),
+		output(&opts.MemProfileStart, "--memprofile", startProfile),
+		output(&opts.Trace, "--trace", o.trace),
+	); err != nil {
+		return err
 	}
 
 	res, err := bench.RunServing(ctx, opts, func(s string) { logf("%s", s) })
