@@ -178,7 +178,8 @@ func (a *encodeArena) encode(evs []*adaptrecv1.Event) ([]kafka.Message, error) {
 			key = a.buf[start:len(a.buf):len(a.buf)]
 		}
 		start := len(a.buf)
-		if a.buf, err = (proto.MarshalOptions{}).MarshalAppend(a.buf, e); err != nil {
+		// The sizing loop above cached every message's size.
+		if a.buf, err = (proto.MarshalOptions{UseCachedSize: true}).MarshalAppend(a.buf, e); err != nil {
 			return nil, fmt.Errorf("encode event %s: %w", e.GetEnvelope().GetEventId(), err)
 		}
 		a.msgs = append(a.msgs, kafka.Message{Topic: topic, Key: key, Value: a.buf[start:len(a.buf):len(a.buf)]})
