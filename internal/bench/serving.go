@@ -518,12 +518,7 @@ func runLoad(ctx context.Context, client adaptrecv1.RecommendServiceClient, w *s
 			}
 		}
 		if i == first {
-			if o.MemProfileStart != nil {
-				runtime.GC()
-				if err := pprof.Lookup("heap").WriteTo(o.MemProfileStart, 0); err != nil {
-					progress(fmt.Sprintf("no heap profile: %v", err))
-				}
-			}
+			writeHeapProfile(o.MemProfileStart, progress)
 			runtime.ReadMemStats(&memBefore)
 			before = readServingMetrics()
 			if o.Trace != nil {
@@ -581,12 +576,7 @@ func runLoad(ctx context.Context, client adaptrecv1.RecommendServiceClient, w *s
 	}
 	after = readServingMetrics()
 	runtime.ReadMemStats(&memAfter)
-	if o.MemProfile != nil {
-		runtime.GC() // the profile's in-use figures are those of the last GC
-		if err := pprof.Lookup("heap").WriteTo(o.MemProfile, 0); err != nil {
-			progress(fmt.Sprintf("no heap profile: %v", err))
-		}
-	}
+	writeHeapProfile(o.MemProfile, progress)
 
 	res.DurationS = Round(at(total, start).Sub(at(first, start)).Seconds(), 2)
 	res.Requests = int64(len(out))
@@ -638,6 +628,18 @@ func runLoad(ctx context.Context, client adaptrecv1.RecommendServiceClient, w *s
 	res.GCCycles = int64(memAfter.NumGC - memBefore.NumGC)
 	res.HeapMB = Round(float64(memAfter.HeapAlloc)/1e6, 0)
 	return nil
+}
+
+// writeHeapProfile writes a heap profile to w, if set, after a GC: a
+// profile's in-use figures are those of the last completed cycle.
+func writeHeapProfile(w io.Writer, progress func(string)) {
+	if w == nil {
+		return
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(w, 0); err != nil {
+		progress(fmt.Sprintf("no heap profile: %v", err))
+	}
 }
 
 func sortedDurations(d []time.Duration) []time.Duration {
