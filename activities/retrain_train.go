@@ -76,6 +76,9 @@ type TrainResult struct {
 	Trainer, TaskQueue string
 	SchemaHash         string
 	Metrics            map[string]float64
+	// Split is how the job split the training set: the training part,
+	// the gap dropped before the holdout and the holdout.
+	Split job.Split
 	// Reused is true when an earlier attempt had finished the job.
 	Reused  bool
 	Seconds float64
@@ -228,6 +231,7 @@ func (t *Training) TrainModel(ctx context.Context, req TrainRequest) (TrainResul
 
 func (t *Training) result(res TrainResult, l *job.Layout, start time.Time) TrainResult {
 	res.Trainer, res.SchemaHash, res.Metrics = l.Metadata.Trainer, l.Metadata.SchemaHash, l.Metadata.Metrics
+	res.Split = l.Metadata.Split
 	res.Seconds = time.Since(start).Seconds()
 	return res
 }

@@ -466,8 +466,16 @@ func (r *retrainRun) run() error {
 	}
 
 	r.enter(StageTrain)
-	if err := r.train(t, activities.TrainRequest{JobID: id, TrainingSet: r.res.TrainingSet.ID, Params: r.p.Params, CodeVersion: r.p.CodeVersion}); err != nil {
+	params := r.p.Params
+	if params.Gap == 0 {
+		params.Gap = job.Duration(s.SplitGap)
+	}
+	if err := r.train(t, activities.TrainRequest{JobID: id, TrainingSet: r.res.TrainingSet.ID, Params: params, CodeVersion: r.p.CodeVersion}); err != nil {
 		return err
+	}
+	if sp := r.res.Training.Split; sp.TrainRows > 0 {
+		r.note("split: trained on %d examples before %s; %d examples in the %s gap before the holdout dropped (pipeline.split_gap); holdout %d examples from %s",
+			sp.TrainRows, sp.TrainEnd.UTC().Format(time.RFC3339), sp.GapRows, time.Duration(sp.Gap), sp.ValidationRows, sp.Cutoff.UTC().Format(time.RFC3339))
 	}
 
 	r.enter(StageEvaluate)

@@ -18,6 +18,7 @@ import (
 	"github.com/adaptrec/adaptrec/activities"
 	"github.com/adaptrec/adaptrec/internal/config"
 	"github.com/adaptrec/adaptrec/registry"
+	"github.com/adaptrec/adaptrec/trainer/job"
 )
 
 const (
@@ -43,6 +44,7 @@ type retrainFake struct {
 	changes   []registry.Change
 	withdraws []activities.WithdrawRequest
 	trained   []string // task queue/job id of each training
+	gaps      []job.Duration
 	weight    float64
 	stages    []string
 	outcomes  []string
@@ -95,11 +97,14 @@ func (f *retrainFake) env(t *testing.T) *testsuite.TestWorkflowEnvironment {
 		q := activity.GetInfo(ctx).TaskQueue
 		f.mu.Lock()
 		f.trained = append(f.trained, q+"/"+req.JobID)
+		f.gaps = append(f.gaps, req.Params.Gap)
 		f.mu.Unlock()
 		if q == activities.TaskQueueGPUTraining && f.gpuMissing {
 			return activities.TrainResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
 		}
-		return activities.TrainResult{JobID: req.JobID, Prefix: "training-jobs/" + req.JobID + "/", TaskQueue: q, Trainer: "go"}, nil
+		split := job.Split{Cutoff: time.Date(2026, 11, 22, 2, 0, 0, 0, time.UTC), Gap: req.Params.Gap, TrainRows: 40000, GapRows: 100, ValidationRows: 9900}
+		split.TrainEnd = split.Cutoff.Add(-time.Duration(max(split.Gap, 0)))
+		return activities.TrainResult{JobID: req.JobID, Prefix: "training-jobs/" + req.JobID + "/", TaskQueue: q, Trainer: "go", Split: split}, nil
 	})
 	if f.trainFor > 0 {
 		train.After(f.trainFor)
@@ -418,6 +423,42 @@ func TestRetrainFallsBackToCPU(t *testing.T) {
 	want := "no GPU worker polled gpu-training within 3m0s; trained on CPU"
 	if len(res.Notes) == 0 || res.Notes[0] != want || res.Training.TaskQueue != activities.TaskQueueDefault {
 		t.Errorf("notes %q, trained on %q; want %q", res.Notes, res.Training.TaskQueue, want)
+	}
+}
+
+// TestRetrainSplitGap: pipeline.split_gap reaches the training job unless
+// the run's parameters set a gap of their own, and the run notes the split.
+func TestRetrainSplitGap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		settings time.Duration
+		params   job.Duration
+		want     job.Duration
+		note     string
+	}{
+		{"default", 0, 0, 0, "split: trained on 40000 examples before 2026-11-22T02:00:00Z; 100 examples in the 0s gap"},
+		{"setting", 5 * time.Second, 0, job.Duration(5 * time.Second), "before 2026-11-22T01:59:55Z; 100 examples in the 5s gap before the holdout dropped (pipeline.split_gap); holdout 9900 examples from 2026-11-22T02:00:00Z"},
+		{"params win", 5 * time.Second, job.Duration(time.Minute), job.Duration(time.Minute), "in the 1m0s gap"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := healthyFake()
+			env := f.env(t)
+			s := testSettings()
+			s.SplitGap = tc.settings
+			env.ExecuteWorkflow(RetrainWorkflow, RetrainParams{Settings: s, Params: job.Params{Gap: tc.params}})
+			var res RetrainResult
+			if err := env.GetWorkflowResult(&res); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.gaps) != 1 || f.gaps[0] != tc.want {
+				t.Errorf("training gaps %v, want [%v]", f.gaps, tc.want)
+			}
+			if !strings.Contains(strings.Join(res.Notes, "\n"), tc.note) {
+				t.Errorf("notes %q, want one saying %q", res.Notes, tc.note)
+			}
+		})
 	}
 }
 

@@ -28,6 +28,12 @@ const (
 	loopFeedbackEmitDelay = 2 * time.Second
 )
 
+// loopSplitGap is the gap between the training part and the holdout in
+// the demo and the pipeline benchmark. The default, the attribution window
+// (30 minutes), would drop every example since the users' tastes shifted
+// minutes ago: the retrain would learn nothing of the shift.
+const loopSplitGap = 5 * time.Second
+
 // loopConsumersEnv is the environment of cmd/consumers in the demo and the
 // pipeline benchmark: the feedback loop's short windows.
 func loopConsumersEnv() []string {
@@ -39,7 +45,8 @@ func loopConsumersEnv() []string {
 
 // loopPipeline shortens the retraining settings p so that a run on the
 // local stack takes minutes: GPU fallback after seconds, a shadow and two
-// canary steps held for seconds, a short watch. Two gates are widened
+// canary steps held for seconds, a short watch, a split gap of seconds
+// (loopSplitGap). Two gates are widened
 // for what a two-core machine under simulated load measures:
 // max_row_change is off (simulated live users send far more impressions
 // per hour than the simulated history holds) and the canary's and
@@ -50,6 +57,7 @@ func loopConsumersEnv() []string {
 // promotion really moves traffic from one version to the other.
 func loopPipeline(p config.Pipeline) config.Pipeline {
 	p.TrainingWindow = 48 * time.Hour
+	p.SplitGap = loopSplitGap
 	p.MaxRowChange = 1
 	p.GPUScheduleToStart = 5 * time.Second
 	p.TrainingTimeout, p.TrainingHeartbeat = 20*time.Minute, time.Minute
@@ -79,6 +87,7 @@ func loopSettings(p config.Pipeline) [][2]string {
 	}
 	return [][2]string{
 		{"pipeline.training_window", p.TrainingWindow.String()},
+		{"pipeline.split_gap", p.SplitGap.String() + " (simulated users click within the second of the impression: labels settle at once, so the minutes since the shift train)"},
 		{"pipeline.max_auc_drop", fmt.Sprintf("%g", p.MaxAUCDrop)},
 		{"pipeline.max_ndcg_drop", fmt.Sprintf("%g", p.MaxNDCGDrop)},
 		{"pipeline.max_row_change", fmt.Sprintf("%g (off)", p.MaxRowChange)},

@@ -19,6 +19,15 @@ type Pipeline struct {
 	// TrainingWindow is the event-time range of impressions a run trains
 	// on, ending at the run's cutoff (the start of the current hour).
 	TrainingWindow time.Duration `yaml:"training_window"`
+	// SplitGap is the gap between the training part of a run's training
+	// set and its holdout (the newest examples, which the offline gate
+	// scores both models on): examples within it are dropped, so that no
+	// training label can still change after the holdout starts. 0 takes
+	// the training set's attribution window, the safe choice when clicks
+	// may come until its end; a shorter gap suits clicks that come within
+	// seconds, and keeps the newest behaviour (a shift of taste minutes
+	// ago) in the training part; negative means none.
+	SplitGap time.Duration `yaml:"split_gap"`
 
 	// MinRows is the fewest impressions the window must hold (data
 	// contract): fewer mean a broken archive, not a quiet week.
@@ -174,6 +183,9 @@ func (c Pipeline) validate(bad func(key, format string, args ...any)) {
 	}
 	if c.TrainingWindow < time.Hour {
 		bad("pipeline.training_window", "must be >= 1h, got %s", c.TrainingWindow)
+	}
+	if c.SplitGap >= c.TrainingWindow {
+		bad("pipeline.split_gap", "must be below training_window %s, got %s", c.TrainingWindow, c.SplitGap)
 	}
 	if c.MinRows < 1 {
 		bad("pipeline.min_rows", "must be >= 1, got %d", c.MinRows)
