@@ -150,15 +150,21 @@ func stackEnv(cfg config.Config) []string {
 // max_ndcg_drop, 0.01 by default).
 const benchPipelineMaxMetricDrop = 0.05
 
+// benchPipelineCanaryMaxCTRDrop is the benchmark's canary CTR guardrail
+// (pipeline.canary_max_ctr_drop, 0.1 by default).
+const benchPipelineCanaryMaxCTRDrop = 0.3
+
 // benchPipelineSettings are the demo's shortened settings (loopPipeline)
-// with a wider offline gate: the benchmark times the path, on a world
-// whose tastes do not move, where the candidate and production are two
-// models of the same data a day apart and their AUC (near 0.5 on the
-// simulated holdout) differ by noise of about a hundredth. A candidate
-// that is really worse still fails the gate.
+// with a wider offline gate and canary guardrail: the benchmark times the
+// path, on a world whose tastes do not move, where the candidate and
+// production are two models of the same data a day apart. Their AUC (near
+// 0.5 on the simulated holdout) differ by noise of about a hundredth, and
+// their CTRs over canary steps of seconds by sampling noise of several
+// percent. A candidate that is really worse still fails.
 func benchPipelineSettings(p config.Pipeline) config.Pipeline {
 	p = loopPipeline(p)
 	p.MaxAUCDrop, p.MaxNDCGDrop = benchPipelineMaxMetricDrop, benchPipelineMaxMetricDrop
+	p.CanaryMaxCTRDrop = benchPipelineCanaryMaxCTRDrop
 	return p
 }
 

@@ -181,8 +181,9 @@ func writeAdapt(w io.Writer, before *sim.LiveReport, first string, rep *adaptRep
 			s.Requests, s.ScoreCorrelation, s.TopKOverlap, s.LatencyP99Ms, s.ErrorRate)
 	}
 	for i, c := range res.Canary {
-		fmt.Fprintf(tw, "  canary step %d\t%.0f%% of traffic for %.0f s: canary CTR %s (%d requests), production CTR %s (%d requests)\n",
-			i+1, 100*c.Weight, c.Seconds, simPct(c.Report.Canary.CTR), c.Report.Canary.Requests, simPct(c.Report.Production.CTR), c.Report.Production.Requests)
+		fmt.Fprintf(tw, "  canary step %d\t%.0f%% of traffic for %.0f s: canary CTR %s (%d requests, p99 %.1f ms), production CTR %s (%d requests, p99 %.1f ms)\n",
+			i+1, 100*c.Weight, c.Seconds, simPct(c.Report.Canary.CTR), c.Report.Canary.Requests, c.Report.Canary.LatencyP99Ms,
+			simPct(c.Report.Production.CTR), c.Report.Production.Requests, c.Report.Production.LatencyP99Ms)
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(tw, "  note\t%s\n", n)
