@@ -29,7 +29,7 @@ BINARIES := server worker consumers adaptrec
 COMMIT := $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
 LDFLAGS := -X github.com/adaptrec/adaptrec/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build tools test test-unit demo proto lint bench clean help
+.PHONY: all build tools test test-unit demo proto lint bench image clean help
 all: build
 
 help: ## list targets
@@ -149,6 +149,12 @@ proto: protoc $(TOOLBIN)/protoc-gen-go $(TOOLBIN)/protoc-gen-go-grpc $(TOOLS)/bu
 	  --go_out=gen --go_opt=paths=source_relative \
 	  '--go_opt=Monnx/onnx.proto=github.com/adaptrec/adaptrec/gen/onnx;onnx' \
 	  onnx/onnx.proto
+
+# The container image of deploy/ (deploy/README.md); needs a Docker daemon.
+IMAGE ?= adaptrec:$(COMMIT)
+image: tools build ## build the container image $(IMAGE) from deploy/Dockerfile
+	@command -v docker >/dev/null || { echo "error: docker not found: install Docker to build the image (deploy/README.md)" >&2; exit 1; }
+	docker build -f deploy/Dockerfile --build-arg ONNXRUNTIME_VERSION=$(ONNXRUNTIME_VERSION) -t $(IMAGE) .
 
 clean: ## remove build outputs (keeps .tools and the local stack's state)
 	rm -rf bin
