@@ -21,6 +21,7 @@ import (
 
 	"github.com/adaptrec/adaptrec/activities"
 	"github.com/adaptrec/adaptrec/internal/config"
+	"github.com/adaptrec/adaptrec/internal/devstack"
 	"github.com/adaptrec/adaptrec/internal/onnxrt"
 )
 
@@ -355,6 +356,26 @@ func TestDockerfile(t *testing.T) {
 	for _, want := range []string{"COPY features/features.yaml " + featuresPath, "ENV " + onnxrt.LibraryEnv + "="} {
 		if !bytes.Contains(df, []byte(want)) {
 			t.Errorf("Dockerfile does not say %q", want)
+		}
+	}
+}
+
+// TestReadmeSearchAttributes: the namespace setup in README.md registers
+// every search attribute the workflows set (those the dev server gets).
+func TestReadmeSearchAttributes(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := regexp.MustCompile(`for a in ([\w ]+); do`).FindSubmatch(b)
+	if loop == nil {
+		t.Fatal("README.md: no `for a in ...; do` loop creating the search attributes")
+	}
+	names := strings.Fields(string(loop[1]))
+	for _, sa := range devstack.TemporalSearchAttributes {
+		if !slices.Contains(names, sa[0]) || !bytes.Contains(b, []byte("--type "+sa[1])) {
+			t.Errorf("README.md does not create search attribute %s of type %s (creates %v)", sa[0], sa[1], names)
 		}
 	}
 }

@@ -85,7 +85,7 @@ func loopSettings(p config.Pipeline) [][2]string {
 	}
 	return [][2]string{
 		{"pipeline.training_window", p.TrainingWindow.String()},
-		{"pipeline.split_gap", p.SplitGap.String() + " (simulated users click within the second of the impression: labels settle at once, so the minutes since the shift train)"},
+		{"pipeline.split_gap", p.SplitGap.String() + " (simulated users click within the second of the impression: labels settle at once, and the newest minutes train)"},
 		{"pipeline.max_auc_drop", fmt.Sprintf("%g", p.MaxAUCDrop)},
 		{"pipeline.max_ndcg_drop", fmt.Sprintf("%g", p.MaxNDCGDrop)},
 		{"pipeline.max_row_change", fmt.Sprintf("%g (off)", p.MaxRowChange)},

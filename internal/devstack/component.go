@@ -113,13 +113,10 @@ func mustPort(addr string) int {
 }
 
 // TemporalSearchAttributes are registered on the Temporal dev server at start
-// (name → type); workflows set them so runs can be listed by model version
-// and pipeline state.
+// (name → type): workflows.RetrainWorkflow's (workflows.SearchAttrModelVersion,
+// ...), so runs can be listed by model version, stage and outcome. A
+// production namespace registers the same ones (deploy/README.md).
 var TemporalSearchAttributes = [][2]string{
-	{"ModelVersion", "Keyword"},
-	{"PipelineStage", "Keyword"},
-	{"PipelineOutcome", "Keyword"},
-	// workflows.RetrainWorkflow's (workflows.SearchAttrModelVersion, ...).
 	{"AdaptrecModelVersion", "Keyword"},
 	{"AdaptrecStage", "Keyword"},
 	{"AdaptrecOutcome", "Keyword"},

@@ -229,7 +229,7 @@ func TestTemporalRunsWorkflowWithSearchAttributes(t *testing.T) {
 	}
 	defer w.Stop()
 
-	model := temporal.NewSearchAttributeKeyKeyword("ModelVersion")
+	model := temporal.NewSearchAttributeKeyKeyword("AdaptrecModelVersion")
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: "greet-1", TaskQueue: queue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(model.ValueSet("v7")),
