@@ -88,7 +88,7 @@ bin/consumers, bin/worker and bin/server, and then:
      version and arm before the drift, after it, during the retrain and
      after it, the feedback loop's CTR per version and arm, and the stage
      timings. The pipeline's shadow, canary and watch are shortened to
-     seconds for the demo (the settings are printed); the loop takes 3-6
+     seconds for the demo (the settings are printed); the loop takes about 6
      minutes on two cores,
 
 then prints where to look and stays up until Ctrl-C.`,
