@@ -53,8 +53,9 @@ func loopConsumersEnv() []string {
 // needs only 0.2, since a candidate that learnt the users' new tastes ranks
 // differently from the production model it replaces (0.5 would fail the
 // very candidate the loop wants: two runs measured 0.53 and 0.33), while a
-// broken candidate's scores do not correlate at all; and the latency bounds allow for a
-// two-core machine that also runs every component and the simulated users.
+// broken candidate's scores do not correlate at all; and the latency
+// bounds allow for a two-core machine that also runs every component and
+// the simulated users.
 // The canary stops at half the traffic, so that the promotion really moves
 // traffic from one version to the other.
 func loopPipeline(p config.Pipeline) config.Pipeline {
